@@ -1,0 +1,1 @@
+"""Shared logic behind the recipe repository's command-line entry points."""

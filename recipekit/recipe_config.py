@@ -1,0 +1,116 @@
+"""Load recipes, layer overrides on top, and validate them with Axolotl's own schema.
+
+A recipe file is never edited to run somewhere else: the CPU switches, tiny models and
+fixture data of the tests, and each SPPO iteration's paths are all overrides applied
+to a copy of the loaded YAML.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recipekit.atomic import atomic_write_text
+
+# Overrides use this value to remove a key, so Axolotl applies its own default.
+DELETE = object()
+
+# What needs CUDA, switched off for CPU runs.
+CPU_SWITCHES: dict[str, Any] = {
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+    "load_in_8bit": False,
+    "load_in_4bit": False,
+    "gradient_checkpointing": False,
+    "torch_compile": False,
+    "deepspeed": DELETE,
+    "fsdp": DELETE,
+    "fsdp_config": DELETE,
+    "flash_attention": DELETE,
+    "flash_attn_cross_entropy": DELETE,
+    "flash_attn_rms_norm": DELETE,
+    "xformers_attention": DELETE,
+}
+# 8-bit and paged optimisers come from bitsandbytes' CUDA kernels.
+CPU_OPTIMIZER_SWAPS = {
+    "adamw_bnb_8bit": "adamw_torch",
+    "adamw_8bit": "adamw_torch",
+    "paged_adamw_8bit": "adamw_torch",
+    "paged_adamw_32bit": "adamw_torch",
+    "ademamix_8bit": "ademamix",
+    "paged_ademamix_8bit": "ademamix",
+    "paged_ademamix_32bit": "ademamix",
+    "rmsprop_bnb": "rmsprop",
+    "rmsprop_bnb_8bit": "rmsprop",
+    "rmsprop_bnb_32bit": "rmsprop",
+}
+CUDA_ONLY_ATTENTION = {"flash_attention_2", "flash_attention_3", "flex_attention", "xformers", "sage"}
+CUDA_ONLY_PLUGIN_MARKERS = ("liger", "cut_cross_entropy")
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be loaded or does not validate."""
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `config` with top-level `overrides` applied (DELETE removes a key)."""
+    merged = copy.deepcopy(config)
+    for key, value in overrides.items():
+        if value is DELETE:
+            merged.pop(key, None)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def cpu_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that let `config` run on a CPU-only machine, and nothing more."""
+    overrides = {key: value for key, value in CPU_SWITCHES.items() if key in config or value is not DELETE}
+    optimizer = config.get("optimizer")
+    if optimizer in CPU_OPTIMIZER_SWAPS:
+        overrides["optimizer"] = CPU_OPTIMIZER_SWAPS[optimizer]
+    if config.get("attn_implementation") in CUDA_ONLY_ATTENTION or config.get("flash_attention"):
+        overrides["attn_implementation"] = "sdpa"
+    plugins = config.get("plugins") or []
+    kept = [p for p in plugins if not any(marker in p.lower() for marker in CUDA_ONLY_PLUGIN_MARKERS)]
+    if kept != plugins:
+        overrides["plugins"] = kept or DELETE
+        for key in config:
+            if key.startswith(("liger_", "cut_cross_entropy")):
+                overrides[key] = DELETE
+    return overrides
+
+
+def validate(config: dict[str, Any], source: str | Path = "<config>") -> dict[str, Any]:
+    """Run Axolotl's own schema validation; raise RecipeError naming `source` on failure."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    try:
+        return dict(validate_config(DictDefault(copy.deepcopy(config))))
+    except Exception as err:  # pydantic ValidationError and Axolotl's own ValueErrors
+        raise RecipeError(f"{source}: Axolotl rejected the config: {err}") from err
+
+
+def dump_config(config: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path

@@ -1,0 +1,284 @@
+"""Tiny, random-init models of each recipe family's real architecture, built offline.
+
+Each family gets the real model class (Gemma 4 text, Gemma 3 text, Gemma 2, Qwen 3,
+Llama) at a few thousand parameters per layer, and a byte-level BPE tokenizer that
+carries the family's real special tokens and chat template. Everything is seeded, so
+two builds are identical; a build takes seconds and lands in a git-ignored cache keyed
+by a hash of its specification. Nothing is ever downloaded.
+
+    python -m recipekit.tiny_models gemma4          # prints the path of the tiny model
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
+from recipekit.special_tokens import backfill_sentinels
+
+BUILDER_VERSION = 1
+SEED = 1234
+VOCAB_SIZE = 640  # 256 byte tokens + merges + the family's special tokens
+
+# Shared shape: small enough to train in seconds on two CPU cores, large enough for
+# grouped-query attention and several layers of the family's layer pattern.
+TINY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=4096,
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What makes a tiny model look like the real family to Axolotl and transformers."""
+
+    name: str
+    model_type: str  # transformers config model_type
+    bos: str | None
+    eos: str
+    pad: str
+    unk: str | None
+    turn_tokens: tuple[str, ...]  # the chat template's own special tokens
+    chat_template: str  # file in chat_templates/
+    end_of_turn: str  # the token that closes an assistant turn
+    add_bos: bool  # does the real tokenizer prepend BOS when encoding?
+    config_extra: dict = field(default_factory=dict)
+    extra_special: tuple[str, ...] = ()
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family(
+            name="gemma4",
+            model_type="gemma4_text",
+            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
+            turn_tokens=("<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|think|>"),
+            chat_template="gemma4.jinja",
+            end_of_turn="<turn|>",
+            add_bos=True,
+            config_extra=dict(
+                sliding_window=64,
+                layer_types=["sliding_attention", "full_attention"],
+                hidden_size_per_layer_input=0,
+                global_head_dim=16,
+            ),
+        ),
+        Family(
+            name="gemma3",
+            model_type="gemma3_text",
+            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
+            turn_tokens=("<start_of_turn>", "<end_of_turn>"),
+            chat_template="gemma3.jinja",
+            end_of_turn="<end_of_turn>",
+            add_bos=True,
+            config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+                              query_pre_attn_scalar=16),
+        ),
+        Family(
+            name="gemma2",
+            model_type="gemma2",
+            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
+            turn_tokens=("<start_of_turn>", "<end_of_turn>"),
+            chat_template="gemma2.jinja",
+            end_of_turn="<end_of_turn>",
+            add_bos=True,
+            config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+                              query_pre_attn_scalar=16),
+        ),
+        Family(
+            name="qwen3",
+            model_type="qwen3",
+            bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
+            turn_tokens=("<|im_start|>", "<|im_end|>", "<think>", "</think>"),
+            chat_template="chatml.jinja",
+            end_of_turn="<|im_end|>",
+            add_bos=False,
+            config_extra=dict(tie_word_embeddings=True),
+        ),
+        # A trained backfiller: Qwen 3 whose tokenizer already has the six sentinels.
+        Family(
+            name="qwen3_backfill",
+            model_type="qwen3",
+            bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
+            turn_tokens=("<|im_start|>", "<|im_end|>", "<think>", "</think>"),
+            chat_template="chatml.jinja",
+            end_of_turn="<|im_end|>",
+            add_bos=False,
+            config_extra=dict(tie_word_embeddings=True),
+            extra_special=tuple(backfill_sentinels()),
+        ),
+        Family(
+            name="llama",
+            model_type="llama",
+            bos="<s>", eos="</s>", pad="<pad>", unk="<unk>",
+            turn_tokens=("<|system|>", "<|user|>", "<|assistant|>"),
+            chat_template="sarashina.jinja",
+            end_of_turn="</s>",
+            add_bos=False,
+            config_extra=dict(tie_word_embeddings=False),
+        ),
+    ]
+}
+
+# Seed-card base models and the family that stands in for them on CPU.
+BASE_MODEL_FAMILIES = {
+    "gemma-4": "gemma4",
+    "gemma-3": "gemma3",
+    "gemma-2": "gemma2",
+    "qwen3": "qwen3",
+    "sarashina": "llama",
+    "llama": "llama",
+}
+
+
+def family_for_base_model(base_model: str) -> str:
+    """Map a hub name like google/gemma-4-12B-it to the tiny family that mirrors it."""
+    lowered = base_model.lower()
+    for marker, family in BASE_MODEL_FAMILIES.items():
+        if marker in lowered:
+            return family
+    raise KeyError(f"no tiny family known for base model {base_model!r}; known markers: {sorted(BASE_MODEL_FAMILIES)}")
+
+
+def _corpus() -> list[str]:
+    """Training text for the tiny BPE: the fixtures plus a few scripts, so merges are mixed."""
+    lines = [
+        "The customer asked about the washing machine warranty and the agent answered.",
+        "고객이 세탁기 보증 기간에 대해 문의했고 상담원이 답변했습니다. 올바른 답변입니다.",
+        "手軽に栄養を補給できる食事を教えてください。納豆ご飯がおすすめです。",
+        "Der Kunde fragte nach der Garantie. La cliente preguntó por la garantía.",
+        '{"label": "correct", "reason": "the answer matches the document"} <think> </think>',
+        "def solve(x):\n    return x * 2  # reasoning, instruction, solution, thinking\n",
+    ]
+    from recipekit.paths import FIXTURES_DIR
+
+    for path in sorted(FIXTURES_DIR.rglob("*")):
+        if path.suffix in {".jsonl", ".csv", ".txt"}:
+            lines.extend(path.read_text(encoding="utf-8").splitlines()[:200])
+    return lines
+
+
+def _build_tokenizer(family: Family):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = [t for t in (family.pad, family.eos, family.bos, family.unk) if t]
+    specials = list(dict.fromkeys(core + list(family.turn_tokens) + list(family.extra_special)))
+    tok = Tokenizer(models.BPE(unk_token=family.unk, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    if family.add_bos:
+        bos_id = tok.token_to_id(family.bos)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{family.bos} $A", pair=f"{family.bos} $A $B", special_tokens=[(family.bos, bos_id)]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=family.bos,
+        eos_token=family.eos,
+        pad_token=family.pad,
+        unk_token=family.unk,
+        additional_special_tokens=list(family.turn_tokens) + list(family.extra_special),
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = (CHAT_TEMPLATES_DIR / family.chat_template).read_text(encoding="utf-8")
+    return fast
+
+
+def _build_model(family: Family, tokenizer, task: str):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(SEED)
+    ids = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    config = AutoConfig.for_model(family.model_type, **TINY_SHAPE, **ids, **family.config_extra)
+    if task == "seq_cls":
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    # Random init with a fixed seed; float32 keeps CPU training and merge checks exact.
+    return model.to(torch.float32)
+
+
+def _spec(family: Family, task: str) -> dict:
+    template = (CHAT_TEMPLATES_DIR / family.chat_template).read_text(encoding="utf-8")
+    return dict(
+        builder=BUILDER_VERSION,
+        family=asdict(family),
+        task=task,
+        shape=TINY_SHAPE,
+        vocab=VOCAB_SIZE,
+        seed=SEED,
+        template_sha=hashlib.sha256(template.encode()).hexdigest(),
+        corpus_sha=hashlib.sha256("\n".join(_corpus()).encode()).hexdigest(),
+    )
+
+
+def tiny_model_path(family_name: str, task: str = "causal_lm") -> Path:
+    """Return the directory of the tiny model, building it first if the cache lacks it."""
+    if family_name not in FAMILIES:
+        raise KeyError(f"unknown family {family_name!r}; choose from {sorted(FAMILIES)}")
+    if task not in {"causal_lm", "seq_cls"}:
+        raise ValueError(f"task must be causal_lm or seq_cls, not {task!r}")
+    family = FAMILIES[family_name]
+    spec = _spec(family, task)
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / "tiny_models" / f"{family_name}-{task}-{key}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        tokenizer = _build_tokenizer(family)
+        model = _build_model(family, tokenizer, task)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process finished the same build first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("--task", choices=["causal_lm", "seq_cls"], default="causal_lm")
+    args = parser.parse_args(argv)
+    print(tiny_model_path(args.family, args.task))
+
+
+if __name__ == "__main__":
+    main()
