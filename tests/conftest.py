@@ -1,0 +1,45 @@
+"""Test-wide set-up: offline, silent, and every cache inside one temporary directory."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from recipekit.offline import go_offline
+
+# Set before any test imports transformers/datasets, so nothing reaches for a hub or
+# writes outside the session's temporary directory.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
+go_offline()
+for var, sub in {
+    "RECIPEKIT_CACHE": "recipekit-cache",
+    "HF_HOME": "hf-home",
+    "HF_DATASETS_CACHE": "hf-datasets",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "MPLCONFIGDIR": "matplotlib",
+    "TRITON_CACHE_DIR": "triton",
+    "TORCHINDUCTOR_CACHE_DIR": "inductor",
+}.items():
+    os.environ[var] = str(_SESSION_TMP / sub)
+
+
+@pytest.fixture(scope="session")
+def session_tmp() -> Path:
+    return _SESSION_TMP
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """tiny_model(family, task="causal_lm") -> path of the cached tiny model."""
+    from recipekit.tiny_models import tiny_model_path
+
+    return tiny_model_path
