@@ -1,0 +1,148 @@
+"""Reading raw rows and checking their fields, with errors that name file, line and field.
+
+Every preprocessor reads its input through `read_rows`, which yields (line, row) pairs:
+the line number is the physical line of a JSONL file, the CSV line where the record
+starts, or the 1-based row index of a parquet file or hub dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class FieldError(ValueError):
+    """A row whose `field` is missing or malformed; the reader adds file and line."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class RowError(ValueError):
+    """A bad row, located: file, line and field."""
+
+    def __init__(self, file: str, line: int, field: str, reason: str, raw: Any = None):
+        super().__init__(f"{file}:{line}: field {field!r}: {reason}")
+        self.file, self.line, self.field, self.reason, self.raw = file, line, field, reason, raw
+
+    def as_reject(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason, "row": self.raw}
+
+
+class PrepError(ValueError):
+    """A run that cannot produce output (no such input, empty input, impossible split)."""
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RowError(str(path), number, "<json>", f"not valid JSON: {err.msg} at column {err.colno}",
+                               raw=line.rstrip("\n")) from err
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        start = 2  # the header is line 1
+        for record in reader:
+            if None in record:  # more cells than header columns
+                raise RowError(str(path), start, "<csv>", f"{len(record[None])} cell(s) beyond the header columns",
+                               raw=record)
+            yield start, record
+            start = reader.line_num + 1
+
+
+def _table_rows(table) -> Iterator[tuple[int, Any]]:
+    for number, record in enumerate(table, start=1):
+        yield number, dict(record)
+
+
+def _hub_rows(name: str) -> Iterator[tuple[int, Any]]:
+    """`owner/name` or `owner/name:split` from the dataset hub (needs network or a cache)."""
+    from datasets import load_dataset
+
+    dataset_name, _, split = name.partition(":")
+    yield from _table_rows(load_dataset(dataset_name, split=split or "train"))
+
+
+def read_rows(source: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line, row) pairs of a local .jsonl/.json/.csv/.parquet file or a hub dataset name."""
+    path = Path(source)
+    if path.exists():
+        suffix = path.suffix.lower()
+        if suffix in {".jsonl", ".json"}:
+            return _jsonl_rows(path)
+        if suffix == ".csv":
+            return _csv_rows(path)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return _table_rows(pq.read_table(path).to_pylist())
+        raise PrepError(f"{path}: unknown input format {suffix!r}; use .jsonl, .json, .csv or .parquet")
+    if "/" in str(source) and not str(source).startswith((".", "/")) and path.suffix == "":
+        return _hub_rows(str(source))
+    raise PrepError(f"{source}: no such file")
+
+
+# ---- field checks: each raises FieldError naming the field -------------------------------
+
+
+def text(row: dict, field: str, *, optional: bool = False) -> str | None:
+    """A non-empty string field (a missing optional field or null gives None)."""
+    value = row.get(field)
+    if value is None:
+        if optional:
+            return None
+        raise FieldError(field, "missing")
+    if not isinstance(value, str):
+        raise FieldError(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        if optional:
+            return None
+        raise FieldError(field, "is empty")
+    return value
+
+
+def choice(row: dict, field: str, allowed: tuple[str, ...]) -> str:
+    value = text(row, field)
+    if value not in allowed:
+        raise FieldError(field, f"unknown value {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def integer(row: dict, field: str, low: int, high: int) -> int:
+    value = row.get(field)
+    if value is None:
+        raise FieldError(field, "missing")
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)  # CSV cells are strings
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(field, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise FieldError(field, f"{value} is outside {low}..{high}")
+    return value
+
+
+def turns(row: dict, field: str) -> list[dict[str, str]]:
+    """A list of {"role", "content"} turns with string content."""
+    value = row.get(field)
+    if value is None:
+        raise FieldError(field, "missing")
+    if not isinstance(value, list) or not value:
+        raise FieldError(field, "must be a non-empty list of turns")
+    for index, turn in enumerate(value):
+        if not isinstance(turn, dict):
+            raise FieldError(f"{field}[{index}]", "must be an object with role and content")
+        text(turn, "role") if "role" in turn else (_ for _ in ()).throw(FieldError(f"{field}[{index}].role", "missing"))
+        if not isinstance(turn.get("content"), str):
+            raise FieldError(f"{field}[{index}].content", "must be a string")
+    return value

@@ -1,0 +1,68 @@
+"""Overrides are applied on top of a recipe, never into it; CPU switches are minimal and correct."""
+
+from __future__ import annotations
+
+import pytest
+
+from recipekit.recipe_config import (
+    DELETE,
+    RecipeError,
+    apply_overrides,
+    cpu_overrides,
+    dump_config,
+    load_recipe,
+    validate,
+)
+
+GPU_RECIPE = {
+    "base_model": "google/gemma-3-4b-it",
+    "bf16": True,
+    "optimizer": "adamw_bnb_8bit",
+    "flash_attention": True,
+    "deepspeed": "recipes/deepspeed/zero3_bf16.json",
+    "plugins": ["axolotl.integrations.liger.LigerPlugin"],
+    "liger_rms_norm": True,
+    "datasets": [{"path": "x.jsonl", "type": "alpaca"}],
+}
+
+
+def test_cpu_overrides_switch_off_cuda_parts():
+    overrides = cpu_overrides(GPU_RECIPE)
+    cpu = apply_overrides(GPU_RECIPE, overrides)
+    assert cpu["bf16"] is False and cpu["fp16"] is False
+    assert cpu["optimizer"] == "adamw_torch"
+    assert cpu["attn_implementation"] == "sdpa"
+    assert "flash_attention" not in cpu and "deepspeed" not in cpu
+    assert "plugins" not in cpu and "liger_rms_norm" not in cpu
+    assert cpu["lora_mlp_kernel"] is False and cpu["lora_qkv_kernel"] is False and cpu["lora_o_kernel"] is False
+    assert GPU_RECIPE["optimizer"] == "adamw_bnb_8bit", "the recipe dict itself was changed"
+
+
+def test_cpu_overrides_keep_cpu_capable_choices():
+    recipe = {"optimizer": "muon", "attn_implementation": "sdpa", "plugins": ["my.Plugin"]}
+    overrides = cpu_overrides(recipe)
+    assert "optimizer" not in overrides and "attn_implementation" not in overrides and "plugins" not in overrides
+
+
+def test_apply_overrides_deletes_and_replaces():
+    merged = apply_overrides({"a": 1, "b": [1]}, {"a": DELETE, "b": [2], "c": 3})
+    assert merged == {"b": [2], "c": 3}
+
+
+def test_validate_names_the_file_on_failure():
+    with pytest.raises(RecipeError, match="bad.yml"):
+        validate({"base_model": "x", "datasets": [{"path": "d.jsonl", "type": "chat_template"}],
+                  "micro_batch_size": "many", "learning_rate": 1e-4, "num_epochs": 1,
+                  "gradient_accumulation_steps": 1, "sequence_len": 128}, "bad.yml")
+
+
+def test_load_recipe_rejects_non_mapping(tmp_path):
+    path = tmp_path / "list.yml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(RecipeError, match="list.yml"):
+        load_recipe(path)
+
+
+def test_dump_then_load_round_trips(tmp_path):
+    path = dump_config({"base_model": "x", "tokens": ["<|a|>"]}, tmp_path / "c.yml")
+    assert load_recipe(path) == {"base_model": "x", "tokens": ["<|a|>"]}
