@@ -52,40 +52,50 @@ def _smoke_map() -> dict[str, Any]:
     return yaml.safe_load(SMOKE_MAP.read_text(encoding="utf-8")) or {}
 
 
-def smoke_overrides(recipe_path: Path, config: dict[str, Any], workdir: Path, steps: int) -> dict[str, Any]:
-    """Every override the smoke run applies to `config`, CPU switches included."""
-    mapping = _smoke_map()
+def resolve_tiny_model(recipe_path: Path, config: dict[str, Any]) -> str:
+    """The tiny model of the recipe's family (seq-cls for reward models)."""
     base = str(config.get("base_model", ""))
-    family = (mapping.get("families") or {}).get(base)
+    family = (_smoke_map().get("families") or {}).get(base)
     if family is None:
         try:
             family = family_for_base_model(base)
         except KeyError as err:
             raise SmokeError(f"{recipe_path}: {err}; add the base model to {SMOKE_MAP.name} 'families'") from err
     task = "seq_cls" if config.get("reward_model") or config.get("process_reward_model") else "causal_lm"
-    tiny = str(tiny_model_path(family, task))
+    return str(tiny_model_path(family, task))
 
-    datasets = []
+
+def resolve_fixtures(recipe_path: Path, config: dict[str, Any]) -> list[str]:
+    """The fixture file standing in for each of the recipe's dataset paths, in order."""
+    mapping = _smoke_map().get("datasets") or {}
+    fixtures = []
     for index, entry in enumerate(config.get("datasets") or []):
         source = str(entry.get("path"))
-        fixture = (mapping.get("datasets") or {}).get(source)
-        if fixture is None:
-            raise SmokeError(
-                f"{recipe_path}: datasets[{index}].path {source!r} has no fixture; map it in {SMOKE_MAP}"
-            )
-        datasets.append({**entry, "path": str(REPO_ROOT / fixture)})
+        if source not in mapping:
+            raise SmokeError(f"{recipe_path}: datasets[{index}].path {source!r} has no fixture; map it in {SMOKE_MAP}")
+        fixtures.append(str(REPO_ROOT / mapping[source]))
+    return fixtures
 
-    overrides: dict[str, Any] = {
+
+def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths: list[str], workdir: Path,
+                      steps: int, sequence_len: int = 256, micro_batch_size: int = 2) -> dict[str, Any]:
+    """Overrides for a short CPU run of `config`: model, data, length, steps, CPU switches.
+
+    Everything else in the recipe (template, masking, adapter, optimiser, schedule type,
+    added tokens) is kept, so the short run exercises the recipe's own code paths.
+    """
+    datasets = [{**entry, "path": path} for entry, path in zip(config.get("datasets") or [], dataset_paths)]
+    return {
         **cpu_overrides(config),
-        "base_model": tiny,
+        "base_model": base_model,
         "base_model_config": DELETE,
         "tokenizer_config": DELETE,
         "datasets": datasets,
         "test_datasets": DELETE,
         "val_set_size": 0.0,
-        "sequence_len": min(int(config.get("sequence_len", 256)), 256),
+        "sequence_len": min(int(config.get("sequence_len", sequence_len)), sequence_len),
         "max_steps": steps,
-        "micro_batch_size": min(int(config.get("micro_batch_size", 1)), 2),
+        "micro_batch_size": min(int(config.get("micro_batch_size", 1)), micro_batch_size),
         "gradient_accumulation_steps": 1,
         "warmup_steps": DELETE,
         "warmup_ratio": DELETE,
@@ -104,7 +114,12 @@ def smoke_overrides(recipe_path: Path, config: dict[str, Any], workdir: Path, st
         "wandb_project": DELETE,
         "dataset_num_proc": 1,
     }
-    return overrides
+
+
+def smoke_overrides(recipe_path: Path, config: dict[str, Any], workdir: Path, steps: int) -> dict[str, Any]:
+    """Every override the smoke run applies to `config`, CPU switches included."""
+    return cpu_run_overrides(config, base_model=resolve_tiny_model(recipe_path, config),
+                             dataset_paths=resolve_fixtures(recipe_path, config), workdir=workdir, steps=steps)
 
 
 def parse_log_records(text: str) -> list[dict[str, Any]]:
@@ -141,22 +156,19 @@ def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int
     return output
 
 
-def smoke_train(
-    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None
-) -> SmokeResult:
+def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any]) -> SmokeResult:
+    """`axolotl train` on the recipe plus `overrides`; check it logged finite losses and wrote weights."""
     recipe = Path(recipe)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    config = load_recipe(recipe)
-    overrides = smoke_overrides(recipe, config, workdir, steps)
-    overrides.update(extra or {})
-    config_path = dump_config(apply_overrides(config, overrides), workdir / f"{recipe.stem}.smoke.yml")
+    config = apply_overrides(load_recipe(recipe), overrides)
+    config_path = dump_config(config, workdir / f"{recipe.stem}.run.yml")
     log_path = workdir / "axolotl_train.log"
     output = run_axolotl_train(config_path, log_path, cwd=workdir)
 
     records = parse_log_records(output)
     losses = [_as_float(r["loss"]) for r in records if "loss" in r]
-    output_dir = workdir / "output"
+    output_dir = Path(config["output_dir"])
     if not losses:
         raise SmokeError(f"{recipe}: no training loss was logged; see {log_path}")
     if not all(math.isfinite(x) for x in losses):
@@ -164,6 +176,16 @@ def smoke_train(
     if not any((output_dir / name).exists() for name in WEIGHT_FILES):
         raise SmokeError(f"{recipe}: no weights written to {output_dir}; see {log_path}")
     return SmokeResult(recipe, config_path, output_dir, losses, log_path, records)
+
+
+def smoke_train(
+    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None
+) -> SmokeResult:
+    """A few CPU steps of `recipe` on its tiny model and fixture data."""
+    recipe, workdir = Path(recipe), Path(workdir)
+    overrides = smoke_overrides(recipe, load_recipe(recipe), workdir, steps)
+    overrides.update(extra or {})
+    return train_with_overrides(recipe, workdir, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
@@ -58,6 +58,27 @@ class Family:
     extra_special: tuple[str, ...] = ()
 
 
+_GEMMA3 = Family(
+    name="gemma3",
+    model_type="gemma3_text",
+    bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
+    turn_tokens=("<start_of_turn>", "<end_of_turn>"),
+    chat_template="gemma3.jinja",
+    end_of_turn="<end_of_turn>",
+    add_bos=True,
+    config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
+                      query_pre_attn_scalar=16),
+)
+_QWEN3 = Family(
+    name="qwen3",
+    model_type="qwen3",
+    bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
+    turn_tokens=("<|im_start|>", "<|im_end|>", "<think>", "</think>"),
+    chat_template="chatml.jinja",
+    end_of_turn="<|im_end|>",
+    add_bos=False,
+    config_extra=dict(tie_word_embeddings=True),
+)
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -76,50 +97,12 @@ FAMILIES: dict[str, Family] = {
                 global_head_dim=16,
             ),
         ),
-        Family(
-            name="gemma3",
-            model_type="gemma3_text",
-            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
-            turn_tokens=("<start_of_turn>", "<end_of_turn>"),
-            chat_template="gemma3.jinja",
-            end_of_turn="<end_of_turn>",
-            add_bos=True,
-            config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
-                              query_pre_attn_scalar=16),
-        ),
-        Family(
-            name="gemma2",
-            model_type="gemma2",
-            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
-            turn_tokens=("<start_of_turn>", "<end_of_turn>"),
-            chat_template="gemma2.jinja",
-            end_of_turn="<end_of_turn>",
-            add_bos=True,
-            config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
-                              query_pre_attn_scalar=16),
-        ),
-        Family(
-            name="qwen3",
-            model_type="qwen3",
-            bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
-            turn_tokens=("<|im_start|>", "<|im_end|>", "<think>", "</think>"),
-            chat_template="chatml.jinja",
-            end_of_turn="<|im_end|>",
-            add_bos=False,
-            config_extra=dict(tie_word_embeddings=True),
-        ),
+        _GEMMA3,
+        # Gemma 2 shares Gemma 3's turn tokens; its template has no system role.
+        replace(_GEMMA3, name="gemma2", model_type="gemma2", chat_template="gemma2.jinja"),
+        _QWEN3,
         # A trained backfiller: Qwen 3 whose tokenizer already has the six sentinels.
-        Family(
-            name="qwen3_backfill",
-            model_type="qwen3",
-            bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk=None,
-            turn_tokens=("<|im_start|>", "<|im_end|>", "<think>", "</think>"),
-            chat_template="chatml.jinja",
-            end_of_turn="<|im_end|>",
-            add_bos=False,
-            config_extra=dict(tie_word_embeddings=True),
-            extra_special=tuple(backfill_sentinels()),
-        ),
+        replace(_QWEN3, name="qwen3_backfill", extra_special=tuple(backfill_sentinels())),
         Family(
             name="llama",
             model_type="llama",

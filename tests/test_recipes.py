@@ -6,10 +6,12 @@ Parametrised over the folder, so a new recipe is covered the day it lands.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 
 import pytest
 
+from recipekit.axolotl_manifest import PLUGIN_NAME
 from recipekit.paths import RECIPES_DIR
 from recipekit.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
 from recipekit.smoke import smoke_train
@@ -49,3 +51,11 @@ def test_recipe_trains_on_cpu(recipe, tmp_path):
     assert len(result.losses) >= 1
     assert all(math.isfinite(x) and x > 0 for x in result.losses)
     assert hashlib.sha256(recipe.read_bytes()).hexdigest() == before, "the recipe file was modified"
+    manifest = json.loads((result.output_dir / "manifest.json").read_text())
+    assert manifest["seed"] == load_recipe(recipe).get("seed")
+    assert all(digest for digest in manifest["inputs"].values()), "a dataset file was not hashed"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_writes_a_manifest(recipe):
+    assert PLUGIN_NAME in (load_recipe(recipe).get("plugins") or []), f"{recipe.name} lacks the manifest plugin"

@@ -2,7 +2,9 @@
 
 Every preprocessor reads its input through `read_rows`, which yields (line, row) pairs:
 the line number is the physical line of a JSONL file, the CSV line where the record
-starts, or the 1-based row index of a parquet file or hub dataset.
+starts, or the 1-based row index of a parquet file or hub dataset. A line that cannot be
+parsed is yielded as a RowError in place of the row, so the caller decides whether to
+stop or skip it and reading can go on past it.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
-                raise RowError(str(path), number, "<json>", f"not valid JSON: {err.msg} at column {err.colno}",
-                               raw=line.rstrip("\n")) from err
+                yield number, RowError(str(path), number, "<json>", f"not valid JSON: {err.msg} at column {err.colno}",
+                                       raw=line.rstrip("\n"))
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -55,9 +57,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         start = 2  # the header is line 1
         for record in reader:
             if None in record:  # more cells than header columns
-                raise RowError(str(path), start, "<csv>", f"{len(record[None])} cell(s) beyond the header columns",
-                               raw=record)
-            yield start, record
+                yield start, RowError(str(path), start, "<csv>",
+                                      f"{len(record[None])} cell(s) beyond the header columns", raw=record[None])
+            else:
+                yield start, record
             start = reader.line_num + 1
 
 
@@ -71,7 +74,11 @@ def _hub_rows(name: str) -> Iterator[tuple[int, Any]]:
     from datasets import load_dataset
 
     dataset_name, _, split = name.partition(":")
-    yield from _table_rows(load_dataset(dataset_name, split=split or "train"))
+    try:
+        table = load_dataset(dataset_name, split=split or "train")
+    except Exception as err:  # offline, unknown name, gated: all mean the same to the user
+        raise PrepError(f"{name}: no such local file, and loading it as a hub dataset failed: {err}") from err
+    yield from _table_rows(table)
 
 
 def read_rows(source: str | Path) -> Iterator[tuple[int, Any]]:
@@ -142,7 +149,8 @@ def turns(row: dict, field: str) -> list[dict[str, str]]:
     for index, turn in enumerate(value):
         if not isinstance(turn, dict):
             raise FieldError(f"{field}[{index}]", "must be an object with role and content")
-        text(turn, "role") if "role" in turn else (_ for _ in ()).throw(FieldError(f"{field}[{index}].role", "missing"))
+        if not isinstance(turn.get("role"), str) or not turn["role"]:
+            raise FieldError(f"{field}[{index}].role", "missing or not a string")
         if not isinstance(turn.get("content"), str):
-            raise FieldError(f"{field}[{index}].content", "must be a string")
+            raise FieldError(f"{field}[{index}].content", "missing or not a string")
     return value

@@ -1,0 +1,133 @@
+"""Loading and saving standalone checkpoints: model class, dtype, tokenizer, generation config.
+
+Shared by the merge and the 4-bit export, which both read a checkpoint, change its weights
+and write a new directory that must load with `from_pretrained` and generate with the right
+stop tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# End-of-turn tokens of the chat formats the recipes use, most specific first.
+END_OF_TURN_CANDIDATES = ("<turn|>", "<end_of_turn>", "<|im_end|>")
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded, merged or written as asked."""
+
+
+def refuse_existing(out: Path, force: bool) -> None:
+    """Fail before any expensive work if OUT exists and --force was not given."""
+    if out.exists() and not force:
+        raise CheckpointError(f"{out} already exists; pass --force to replace it")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_class(path: str | Path):
+    """AutoModelForSequenceClassification for reward models, AutoModelForCausalLM otherwise."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a model checkpoint ({err})") from err
+    architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return AutoModelForSequenceClassification
+    return AutoModelForCausalLM
+
+
+def load_model(path: str | Path, dtype: torch.dtype | None, device: str, **kwargs):
+    """Load `path` for inference; dtype None keeps the dtype the checkpoint was saved in."""
+    cls = model_class(path)
+    model = cls.from_pretrained(path, dtype=dtype or "auto", device_map={"": device}, **kwargs)
+    return model.eval()
+
+
+def has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def require_chat_template(tokenizer, source: str | Path) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise CheckpointError(
+            f"{source}: the tokenizer has no chat template (no chat_template.jinja and no "
+            f"'chat_template' in tokenizer_config.json); a checkpoint without one cannot be "
+            f"prompted the way it was trained, so nothing was written"
+        )
+
+
+def token_id(tokenizer, token: str) -> int | None:
+    """The id of `token` if the tokenizer has it as one token, else None."""
+    ids = tokenizer.convert_tokens_to_ids([token])
+    tid = ids[0] if ids else None
+    if tid is None or (tid == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        return None
+    return tid
+
+
+def end_of_turn_token(tokenizer, explicit: str | None = None) -> str:
+    """The token that closes an assistant turn in the tokenizer's chat template.
+
+    An explicit choice must be a single token; otherwise the first known end-of-turn
+    token that the template uses, falling back to EOS (templates that end turns with it).
+    """
+    if explicit is not None:
+        if token_id(tokenizer, explicit) is None:
+            raise CheckpointError(f"end-of-turn token {explicit!r} is not a single token of the tokenizer")
+        return explicit
+    template = tokenizer.chat_template or ""
+    for candidate in END_OF_TURN_CANDIDATES:
+        if candidate in template and token_id(tokenizer, candidate) is not None:
+            return candidate
+    if tokenizer.eos_token is None:
+        raise CheckpointError("the tokenizer has neither a known end-of-turn token nor an EOS token")
+    return tokenizer.eos_token
+
+
+def generation_config_for(model, source: str | Path, tokenizer, eot_token: str):
+    """The source's generation config (sampling defaults kept) with EOS ids that stop at end of turn."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(source)
+    except OSError:
+        config = GenerationConfig.from_model_config(model.config)
+    existing = config.eos_token_id
+    eos_ids = list(existing) if isinstance(existing, (list, tuple)) else [existing]
+    eos_ids += [tokenizer.eos_token_id, token_id(tokenizer, eot_token)]
+    config.eos_token_id = [int(i) for i in dict.fromkeys(eos_ids) if i is not None]
+    if tokenizer.pad_token_id is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.bos_token_id is not None:
+        config.bos_token_id = tokenizer.bos_token_id
+    return config
+
+
+def weights_size(path: str | Path) -> int:
+    """Bytes of the weight files in a checkpoint directory."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def human_size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

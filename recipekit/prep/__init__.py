@@ -1,0 +1,1 @@
+"""Dataset preprocessors: raw rows in, the JSONL shapes the recipes read out."""

@@ -1,0 +1,98 @@
+"""merge/quantize_4bit.py: a real bitsandbytes NF4 export (bitsandbytes 0.50 quantises on CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from recipekit import quantize
+from recipekit.offline import offline_env
+from recipekit.paths import REPO_ROOT
+from recipekit.probes import probe_logits, probe_texts
+
+QUANTIZE_CLI = REPO_ROOT / "merge" / "quantize_4bit.py"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(QUANTIZE_CLI), *args], cwd=REPO_ROOT, env=offline_env(), capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def export(tiny_model, tmp_path_factory):
+    source = tiny_model("gemma4")
+    out = tmp_path_factory.mktemp("nf4") / "model-nf4"
+    done = run_cli("--model", str(source), "--out", str(out), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    return source, out, done
+
+
+def test_export_reloads_as_the_nf4_quantisation_of_its_source(export):
+    source, out, _ = export
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts = probe_texts(tokenizer)
+    reloaded = AutoModelForCausalLM.from_pretrained(out, device_map={"": "cpu"}).eval()
+    linear4 = [m for m in reloaded.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(linear4) == 14  # 7 projections x 2 layers
+    assert all(m.weight.quant_state.quant_type == "nf4" for m in linear4)
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["bnb_4bit_quant_type"] == "nf4" and config["bnb_4bit_use_double_quant"] is True
+    assert config["bnb_4bit_compute_dtype"] == "bfloat16"
+    # Quantising the source in this process gives the very logits of the saved checkpoint.
+    fresh = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=quantize.nf4_config(), device_map={"": "cpu"}
+    ).eval()
+    for a, b in zip(probe_logits(reloaded, tokenizer, texts), probe_logits(fresh, tokenizer, texts)):
+        assert torch.equal(a, b)
+    assert (out / "chat_template.jinja").exists()
+
+
+def test_export_reports_size_and_drift(export):
+    source, out, done = export
+    summary = json.loads((out / "manifest.json").read_text())["quantize"]
+    assert summary["weights_bytes_before"] == (Path(source) / "model.safetensors").stat().st_size
+    assert summary["weights_bytes_after"] == (out / "model.safetensors").stat().st_size
+    assert summary["weights_bytes_after"] < summary["weights_bytes_before"]
+    drift = summary["drift"]["max_abs_logit_diff"]
+    assert 0 < drift < float("inf")  # 4 bits really changed the weights, and nothing blew up
+    assert summary["reload_max_abs_logit_diff"] <= quantize.RELOAD_TOLERANCE
+    assert f"max {drift:.3e}" in done.stdout and "weights " in done.stdout
+
+
+def test_existing_out_is_refused(export):
+    source, out, _ = export
+    done = run_cli("--model", str(source), "--out", str(out), "--device", "cpu")
+    assert done.returncode != 0 and "already exists" in done.stderr
+
+
+def test_max_drift_fails_without_output(tiny_model, tmp_path, capsys):
+    out = tmp_path / "nf4"
+    code = quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu",
+                          "--max-drift", "0"])
+    assert code == 1 and "over --max-drift" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_backend_that_cannot_quantise_names_the_reason(tiny_model, tmp_path, monkeypatch, capsys):
+    """Where bitsandbytes has no backend for the device, the error says so and asks for CUDA."""
+    real = quantize.load_model
+
+    def no_backend(path, dtype, device, **kwargs):
+        if "quantization_config" in kwargs:
+            raise RuntimeError("no kernel for 4-bit quantisation on this device")
+        return real(path, dtype, device, **kwargs)
+
+    monkeypatch.setattr(quantize, "load_model", no_backend)
+    out = tmp_path / "nf4"
+    assert quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "no kernel for 4-bit quantisation" in err and "CUDA GPU" in err and bnb.__version__ in err
+    assert not out.exists()
