@@ -30,6 +30,7 @@ class Sampling:
     do_sample: bool = False  # greedy unless asked
     temperature: float = 1.0
     top_p: float = 1.0
+    min_p: float | None = None  # drop tokens below min_p x the top probability
     seed: int = 0
 
 
@@ -99,9 +100,9 @@ class TransformersGenerator:
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sampling.do_sample,
                       eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
         if sampling.do_sample:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, min_p=sampling.min_p)
         else:  # keep the checkpoint's sampling defaults from leaking into greedy decoding
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs.update(temperature=None, top_p=None, top_k=None, min_p=None)
         with torch.no_grad():
             out = self.model.generate(**enc, **kwargs)
         results = []
@@ -151,6 +152,7 @@ class VllmGenerator:
             max_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature if sampling.do_sample else 0.0,
             top_p=sampling.top_p if sampling.do_sample else 1.0,
+            min_p=(sampling.min_p or 0.0) if sampling.do_sample else 0.0,
             seed=sampling.seed,
             stop_token_ids=self.stop_ids,
             skip_special_tokens=False,

@@ -75,3 +75,13 @@ def bar_chart_png(groups: Sequence[str], series: dict[str, Sequence[float]], pat
     ax.set_title(title)
     ax.legend()
     return save_figure(fig, path)
+
+
+def histogram_png(values: Sequence[float], path: str | Path, title: str, xlabel: str, bins: int = 30) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(list(values), bins=bins)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rows")
+    ax.set_title(title)
+    return save_figure(fig, path)

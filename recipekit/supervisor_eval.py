@@ -14,24 +14,21 @@ without generation prompt, then "<|turn>model\\n"), decoding is greedy.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from recipekit.chat_format import ConversationError, inference_prompt, to_messages
-from recipekit.generation import (
-    ModelLoadError,
-    Sampling,
-    TransformersGenerator,
-    VllmGenerator,
-    load_chat_model,
-    pending,
+from recipekit.eval_runner import (
+    EvalDataError,
+    add_generation_args,
+    add_text_metric_args,
+    generate_predictions,
+    read_conversation_rows,
+    run_scorer,
 )
 from recipekit.manifest import write_manifest
 from recipekit.metrics.text import text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
-from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.predictions import PredictionsError, read_predictions
 from recipekit.reporting import confusion_matrix_png, fmt, markdown_table, write_json
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
@@ -48,70 +45,24 @@ CARD_ROWS = (  # (label in the table, key, shown as percent)
 )
 
 
-class EvalDataError(ValueError):
-    """A test file row that is not in the prep_supervisor.py shape."""
+def _label(raw: dict[str, Any], reference: str, where: str) -> dict[str, Any]:
+    label = raw.get("label") or parse_verdict(reference).label
+    if label not in LABELS:
+        raise EvalDataError(f"{where}: field 'label': {label!r} is not one of {LABELS}")
+    return {"label": label}
 
 
 def read_test_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Test rows as {id, label, messages, reference}; errors name the file, line and field."""
-    path = Path(path)
-    rows, seen = [], set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(raw, dict) or "conversations" not in raw:
-                raise EvalDataError(f"{where}: field 'conversations' is missing (expected the prep_supervisor.py shape)")
-            try:
-                messages = to_messages(raw["conversations"])
-            except ConversationError as err:
-                raise EvalDataError(f"{where}: field 'conversations': {err}") from err
-            if messages[-1]["role"] != "assistant":
-                raise EvalDataError(f"{where}: field 'conversations': the last turn must be the gold assistant reply")
-            reference = messages[-1]["content"]
-            label = raw.get("label") or parse_verdict(reference).label
-            if label not in LABELS:
-                raise EvalDataError(f"{where}: field 'label': {label!r} is not one of {LABELS}")
-            row_id = str(raw.get("id", f"line-{line_no}"))
-            if row_id in seen:
-                raise EvalDataError(f"{where}: field 'id': duplicate id {row_id!r}")
-            seen.add(row_id)
-            rows.append({"id": row_id, "label": label, "messages": messages, "reference": reference})
-    if not rows:
-        raise EvalDataError(f"{path}: no rows")
-    return rows
+    """Test rows in the prep_supervisor.py shape as {id, label, messages, reference}."""
+    return read_conversation_rows(path, _label)
 
 
 def generate(args: argparse.Namespace) -> Path:
-    out = Path(args.out)
-    rows = read_test_rows(args.data)[: args.limit]
-    store = PredictionStore(out / "predictions.jsonl", PREDICTION_FIELDS)
-    todo = pending(rows, store.done)
-    print(f"{len(rows)} rows, {len(rows) - len(todo)} already in {store.path}, {len(todo)} to generate")
-    if todo:
-        if args.backend == "vllm":
-            if args.adapter:
-                raise ModelLoadError("--backend vllm needs a merged checkpoint (--model); merge adapters first")
-            generator = VllmGenerator(args.model, dtype=args.dtype)
-            tokenizer = generator.tokenizer
-        else:
-            model, tokenizer = load_chat_model(args.model, args.base, args.adapter or (), dtype=args.dtype)
-            generator = TransformersGenerator(model, tokenizer, batch_size=args.batch_size)
-        prompts = [inference_prompt(tokenizer, row["messages"]) for row in todo]
+    def record(row, prompt, result, generator) -> dict[str, Any]:
+        return {"id": row["id"], "label": row["label"], "reference": row["reference"], "output": result.text,
+                "new_tokens": result.new_tokens, "stopped": result.stopped}
 
-        def save(index: int, result) -> None:
-            row = todo[index]
-            store.append({"id": row["id"], "label": row["label"], "reference": row["reference"], "output": result.text,
-                          "new_tokens": result.new_tokens, "stopped": result.stopped})
-
-        generator.generate(prompts, Sampling(max_new_tokens=args.max_new_tokens), on_done=save, desc="supervisor eval")
-    write_manifest(out, config=vars(args), inputs=[args.data, *(args.adapter or [])], seed=None)
-    return store.path
+    return generate_predictions(args, read_test_rows(args.data), PREDICTION_FIELDS, record, "supervisor eval")
 
 
 def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -157,54 +108,12 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
     return text
 
 
-def compare(paths: list[str], names: list[str] | None) -> str:
-    if names and len(names) != len(paths):
-        raise SystemExit("--names needs one name per metrics file")
-    runs = {}
-    for i, path in enumerate(paths):
-        runs[names[i] if names else Path(path).parent.name] = json.loads(Path(path).read_text(encoding="utf-8"))
-    return metrics_markdown(runs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="merged checkpoint")
-    parser.add_argument("--base", help="base checkpoint, with --adapter")
-    parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
-    parser.add_argument("--data", help="test JSONL in the prep_supervisor.py shape")
-    parser.add_argument("--out", help="output directory")
-    parser.add_argument("--score-only", metavar="PREDICTIONS", help="score an existing predictions.jsonl")
-    parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
-    parser.add_argument("--names", nargs="+", help="column names for --compare")
-    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=1200)
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
-    parser.add_argument("--limit", type=int, help="score only the first N test rows")
-    parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a, intl, char, flores200, ko-mecab...)")
-    parser.add_argument("--bertscore-model", help="encoder for BERTScore (path or hub name)")
-    parser.add_argument("--bertscore-layers", type=int, help="layer BERTScore reads (default: the last)")
-    parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
+    add_generation_args(parser, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200)
+    add_text_metric_args(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.compare:
-            print(compare(args.compare, args.names))
-            return 0
-        if not args.out:
-            raise SystemExit("--out is required")
-        if args.score_only:
-            predictions = args.score_only
-        else:
-            if not args.data:
-                raise SystemExit("--data is required to generate (or pass --score-only)")
-            predictions = generate(args)
-        metrics = score(predictions, args.out, args)
-    except (EvalDataError, PredictionsError, ModelLoadError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(metrics_markdown({Path(args.out).name: metrics}))
-    return 0
+    return run_scorer(build_parser().parse_args(argv), generate, score, metrics_markdown)

@@ -1,0 +1,156 @@
+"""What the generating scorers share: test rows, resumable generation, and the command flow.
+
+A scorer reads held-out conversations, generates a reply for each row that is not yet
+in OUT/predictions.jsonl (so an interrupted run resumes where it stopped), then scores
+the predictions file; `--score-only` re-scores an existing file without a model and
+`--compare` prints several metrics.json files side by side. Each scorer supplies the
+fields it keeps per row and its own metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from recipekit.chat_format import ConversationError, inference_prompt, to_messages
+from recipekit.generation import (
+    Generated,
+    ModelLoadError,
+    Sampling,
+    TransformersGenerator,
+    VllmGenerator,
+    load_chat_model,
+    pending,
+)
+from recipekit.manifest import write_manifest
+from recipekit.predictions import PredictionsError, PredictionStore
+
+
+class EvalDataError(ValueError):
+    """A test file row that is not in the shape its preprocessor writes."""
+
+
+# metadata(raw_row, reference, where) -> the extra fields kept on the row; raises EvalDataError.
+Metadata = Callable[[dict[str, Any], str, str], dict[str, Any]]
+# record(row, prompt, result, generator) -> the predictions.jsonl line of the row.
+Record = Callable[[dict[str, Any], str, Generated, Any], dict[str, Any]]
+
+
+def read_conversation_rows(path: str | Path, metadata: Metadata) -> list[dict[str, Any]]:
+    """Rows as {id, messages, reference, **metadata}; errors name the file, line and field."""
+    path = Path(path)
+    rows, seen = [], set()
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise EvalDataError(f"{where}: not valid JSON ({err.msg})") from err
+            if not isinstance(raw, dict) or "conversations" not in raw:
+                raise EvalDataError(f"{where}: field 'conversations' is missing")
+            try:
+                messages = to_messages(raw["conversations"])
+            except ConversationError as err:
+                raise EvalDataError(f"{where}: field 'conversations': {err}") from err
+            if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+                raise EvalDataError(f"{where}: field 'conversations': the last turn must be the gold assistant reply")
+            row_id = str(raw.get("id", f"line-{line_no}"))
+            if row_id in seen:
+                raise EvalDataError(f"{where}: field 'id': duplicate id {row_id!r}")
+            seen.add(row_id)
+            rows.append({"id": row_id, "messages": messages, "reference": messages[-1]["content"],
+                         **metadata(raw, messages[-1]["content"], where)})
+    if not rows:
+        raise EvalDataError(f"{path}: no rows")
+    return rows
+
+
+def open_generator(args: argparse.Namespace):
+    """The generator the flags ask for (vLLM needs a merged checkpoint)."""
+    if args.backend == "vllm":
+        if args.adapter:
+            raise ModelLoadError("--backend vllm needs a merged checkpoint (--model); merge adapters first")
+        return VllmGenerator(args.model, dtype=args.dtype)
+    model, tokenizer = load_chat_model(args.model, args.base, args.adapter or (), dtype=args.dtype)
+    return TransformersGenerator(model, tokenizer, batch_size=args.batch_size)
+
+
+def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], fields: Iterable[str],
+                         record: Record, desc: str) -> Path:
+    """Generate a reply for every row not yet in OUT/predictions.jsonl, appending as each finishes."""
+    out = Path(args.out)
+    rows = rows[: args.limit]
+    store = PredictionStore(out / "predictions.jsonl", fields)
+    todo = pending(rows, store.done)
+    print(f"{len(rows)} rows, {len(rows) - len(todo)} already in {store.path}, {len(todo)} to generate")
+    if todo:
+        generator = open_generator(args)
+        prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
+
+        def save(index: int, result: Generated) -> None:
+            store.append(record(todo[index], prompts[index], result, generator))
+
+        generator.generate(prompts, Sampling(max_new_tokens=args.max_new_tokens), on_done=save, desc=desc)
+    write_manifest(out, config=vars(args), inputs=[args.data, *(args.adapter or [])], seed=None)
+    return store.path
+
+
+def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """metrics.json files by run name (the given names, else each file's folder name)."""
+    if names and len(names) != len(paths):
+        raise SystemExit("--names needs one name per metrics file")
+    return {(names[i] if names else Path(p).parent.name): json.loads(Path(p).read_text(encoding="utf-8"))
+            for i, p in enumerate(paths)}
+
+
+def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int) -> None:
+    parser.add_argument("--model", help="merged checkpoint")
+    parser.add_argument("--base", help="base checkpoint, with --adapter")
+    parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--out", help="output directory")
+    parser.add_argument("--score-only", metavar="PREDICTIONS", help="score an existing predictions.jsonl")
+    parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
+    parser.add_argument("--names", nargs="+", help="column names for --compare")
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--limit", type=int, help="score only the first N test rows")
+
+
+def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a, intl, char, flores200, ko-mecab...)")
+    parser.add_argument("--bertscore-model", help="encoder for BERTScore (path or hub name)")
+    parser.add_argument("--bertscore-layers", type=int, help="layer BERTScore reads (default: the last)")
+    parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
+
+
+def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace], Path],
+               score: Callable[[Path | str, Path | str, argparse.Namespace], dict[str, Any]],
+               markdown: Callable[[dict[str, dict[str, Any]]], str]) -> int:
+    """--compare, --score-only, or generate then score; bad input is one line on stderr and exit 2."""
+    try:
+        if args.compare:
+            print(markdown(load_runs(args.compare, args.names)))
+            return 0
+        if not args.out:
+            raise SystemExit("--out is required")
+        if args.score_only:
+            predictions = args.score_only
+        else:
+            if not args.data:
+                raise SystemExit("--data is required to generate (or pass --score-only)")
+            predictions = generate(args)
+        metrics = score(predictions, args.out, args)
+    except (EvalDataError, PredictionsError, ModelLoadError, ConversationError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown({Path(args.out).name: metrics}))
+    return 0

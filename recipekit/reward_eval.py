@@ -1,0 +1,210 @@
+"""Score a reward model on preference pairs: RewardBench-style accuracy, overall and per dataset.
+
+    python eval/run_reward_eval.py --model outputs/reward_ja --data data/reward_ja/eval.jsonl --out outputs/reward_ja_eval
+    # the card's table, one row per model (e.g. the learning-rate sweep)
+    python eval/run_reward_eval.py --compare outputs/reward_ja_lr*/eval/metrics.json
+
+PAIRS rows are {"prompt", "chosen", "rejected", "dataset"?} (prep_preference.py --format
+eval); rows without a dataset count under the file's name. Each response is scored as the
+single-turn conversation (user prompt, assistant response), tokenised with the
+checkpoint's own chat template exactly as Axolotl's bradley_terry.chat_template strategy
+tokenised it in training (same ids, same cut at --max-length). A pair is correct only if
+the chosen score is strictly greater than the rejected one: ties count as wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from recipekit.atomic import atomic_write_text
+from recipekit.eval_runner import EvalDataError, load_runs
+from recipekit.generation import ModelLoadError
+from recipekit.manifest import write_manifest
+from recipekit.prep.runner import write_jsonl
+from recipekit.reporting import markdown_table, write_json
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def read_pairs(path: str | Path) -> list[dict[str, Any]]:
+    """Pairs as {id, prompt, chosen, rejected, dataset}; errors name the file, line and field."""
+    path = Path(path)
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise EvalDataError(f"{where}: not valid JSON ({err.msg})") from err
+            if not isinstance(raw, dict):
+                raise EvalDataError(f"{where}: expected a JSON object with {', '.join(PAIR_FIELDS)}")
+            for field in PAIR_FIELDS:
+                if not isinstance(raw.get(field), str) or not raw[field].strip():
+                    raise EvalDataError(f"{where}: field {field!r}: missing or not a non-empty string")
+            dataset = raw.get("dataset", path.stem)
+            if not isinstance(dataset, str) or not dataset.strip():
+                raise EvalDataError(f"{where}: field 'dataset': must be a non-empty string when given")
+            pairs.append({"id": str(raw.get("id", f"line-{line_no}")), "dataset": dataset,
+                          **{f: raw[f] for f in PAIR_FIELDS}})
+    if not pairs:
+        raise EvalDataError(f"{path}: no pairs")
+    return pairs
+
+
+def reward_input_ids(tokenizer, prompt: str, response: str, system: str = "", max_length: int | None = None) -> list[int]:
+    """The ids Axolotl's bradley_terry.chat_template strategy trains on for (prompt, response).
+
+    Like that strategy: a system turn always, even an empty one (the strategy requires the
+    rows' "system" field and Axolotl turns any present field into a system turn), the
+    prompt rendered with the generation prompt, then the rest of the full conversation's
+    ids, cut to `max_length` (the recipe's sequence_len).
+    """
+    turns = [{"role": "system", "content": system}]
+    turns.append({"role": "user", "content": prompt})
+    prompt_ids = tokenizer.apply_chat_template(turns, tokenize=True, return_dict=False, add_generation_prompt=True)
+    full_ids = tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": response}],
+                                             tokenize=True, return_dict=False, add_generation_prompt=False)
+    ids = list(prompt_ids) + list(full_ids[len(prompt_ids):])
+    return ids[:max_length] if max_length else ids
+
+
+def load_reward_model(path: str, dtype: str = "auto", device: str | None = None):
+    """(model, tokenizer) of a sequence-classification checkpoint with one score and a chat template."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: cannot read the model config ({err})") from err
+    architectures = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ModelLoadError(f"{path}: not a sequence-classification checkpoint (architectures: {architectures})")
+    if config.num_labels != 1:
+        raise ModelLoadError(f"{path}: a reward model has one score, this one has num_labels={config.num_labels}")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"{path}: the tokenizer has no chat template; save the training template with the checkpoint")
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
+    # As in training: the score is read at the last token that is not padding.
+    if model.config.pad_token_id is None:
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def score_sequences(model, sequences: Sequence[list[int]], batch_size: int = 8, desc: str = "scoring") -> list[float]:
+    """One scalar per id list: right-padded batches, longest first."""
+    import torch
+
+    pad = model.config.pad_token_id
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    scores: list[float] = [0.0] * len(sequences)
+    with tqdm(total=len(sequences), desc=desc, unit="seq") as bar:
+        for first in range(0, len(order), batch_size):
+            chunk = order[first:first + batch_size]
+            width = max(len(sequences[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, index in enumerate(chunk):
+                ids[row, :len(sequences[index])] = torch.tensor(sequences[index])
+                mask[row, :len(sequences[index])] = 1
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+            for index, value in zip(chunk, logits[:, 0].float().tolist()):
+                scores[index] = value
+            bar.update(len(chunk))
+    return scores
+
+
+def accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
+    """RewardBench: right only when the chosen score is strictly greater (ties are wrong)."""
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(chosen)
+
+
+def pair_metrics(scored: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(rows):
+        return {"accuracy": accuracy([r["chosen_score"] for r in rows], [r["rejected_score"] for r in rows]),
+                "n": len(rows)}
+
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in scored:
+        groups[row["dataset"]].append(row)
+    ties = sum(r["chosen_score"] == r["rejected_score"] for r in scored)
+    return {**summary(scored), "ties": ties, "per_dataset": {name: summary(rows) for name, rows in sorted(groups.items())}}
+
+
+def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
+    """The card's layout: one row per model, one column per dataset, then all pairs."""
+    datasets = sorted({d for m in runs.values() for d in m["per_dataset"]})
+    header = ["", *datasets, "all"]
+    rows = []
+    for name, m in runs.items():
+        cells = [f"{m['per_dataset'][d]['accuracy']:.4f}" if d in m["per_dataset"] else "n/a" for d in datasets]
+        rows.append([name, *cells, f"{m['accuracy']:.4f}"])
+    counts = ["n", *(str(next((m["per_dataset"][d]["n"] for m in runs.values() if d in m["per_dataset"]))) for d in datasets)]
+    rows.append([*counts, str(next(iter(runs.values()))["n"])])
+    return markdown_table(header, rows)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = read_pairs(args.data)[: args.limit]
+    model, tokenizer = load_reward_model(args.model, args.dtype)
+    sequences = [reward_input_ids(tokenizer, p["prompt"], p[side], args.system, args.max_length)
+                 for side in ("chosen", "rejected") for p in pairs]
+    scores = score_sequences(model, sequences, args.batch_size, desc="reward eval")
+    scored = [{**p, "chosen_score": scores[i], "rejected_score": scores[len(pairs) + i],
+               "correct": scores[i] > scores[len(pairs) + i]} for i, p in enumerate(pairs)]
+    out = Path(args.out)
+    metrics = pair_metrics(scored)
+    write_jsonl(out / "scores.jsonl", scored)
+    write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "metrics.md", metrics_markdown({args.name or Path(args.model).name: metrics}))
+    write_manifest(out, config=vars(args), inputs=[args.data], seed=None)
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="sequence-classification checkpoint (num_labels=1) with a chat template")
+    parser.add_argument("--data", help="PAIRS JSONL: prompt, chosen, rejected, dataset (optional)")
+    parser.add_argument("--out", help="output directory")
+    parser.add_argument("--name", help="row name in metrics.md (default: the model folder's name)")
+    parser.add_argument("--system", default="", help="system field of the training rows (prep_preference.py --system)")
+    parser.add_argument("--max-length", type=int, default=4096, help="cut each conversation here, as training did")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--limit", type=int, help="score only the first N pairs")
+    parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files as the card's table")
+    parser.add_argument("--names", nargs="+", help="row names for --compare")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.compare:
+            print(metrics_markdown(load_runs(args.compare, args.names)))
+            return 0
+        missing = [flag for flag in ("model", "data", "out") if not getattr(args, flag)]
+        if missing:
+            parser.error("needs " + ", ".join(f"--{m}" for m in missing))
+        metrics = evaluate(args)
+    except (EvalDataError, ModelLoadError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(metrics_markdown({args.name or Path(args.model).name: metrics}))
+    return 0
