@@ -36,7 +36,7 @@ from recipekit.metrics.text import bleu4, chrf, rouge_l, text_scores
 from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.perplexity import perplexity, reference_nll
 from recipekit.predictions import PredictionsError, read_predictions
-from recipekit.reporting import bar_chart_png, fmt, markdown_table, write_json
+from recipekit.reporting import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")
 GROUPINGS = ("category", "intent")
@@ -150,8 +150,7 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
                     for group, g in m[f"per_{field}"].items()]
             text += f"\nPer {field} ({name}):\n\n" + markdown_table(
                 [field.capitalize(), "n", "ROUGE-L", "BLEU-4", "chrF", "Perplexity"], rows)
-        if m.get("unavailable"):
-            text += "\nUnavailable: " + "; ".join(f"{k}: {v}" for k, v in m["unavailable"].items()) + "\n"
+        text += unavailable_note(m)
     return text
 
 

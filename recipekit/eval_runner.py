@@ -25,6 +25,7 @@ from recipekit.generation import (
     load_chat_model,
     pending,
 )
+from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
 from recipekit.predictions import PredictionsError, PredictionStore
 
@@ -43,29 +44,22 @@ def read_conversation_rows(path: str | Path, metadata: Metadata) -> list[dict[st
     """Rows as {id, messages, reference, **metadata}; errors name the file, line and field."""
     path = Path(path)
     rows, seen = [], set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(raw, dict) or "conversations" not in raw:
-                raise EvalDataError(f"{where}: field 'conversations' is missing")
-            try:
-                messages = to_messages(raw["conversations"])
-            except ConversationError as err:
-                raise EvalDataError(f"{where}: field 'conversations': {err}") from err
-            if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
-                raise EvalDataError(f"{where}: field 'conversations': the last turn must be the gold assistant reply")
-            row_id = str(raw.get("id", f"line-{line_no}"))
-            if row_id in seen:
-                raise EvalDataError(f"{where}: field 'id': duplicate id {row_id!r}")
-            seen.add(row_id)
-            rows.append({"id": row_id, "messages": messages, "reference": messages[-1]["content"],
-                         **metadata(raw, messages[-1]["content"], where)})
+    for line_no, raw in iter_json_objects(path, EvalDataError):
+        where = f"{path}:{line_no}"
+        if "conversations" not in raw:
+            raise EvalDataError(f"{where}: field 'conversations' is missing")
+        try:
+            messages = to_messages(raw["conversations"])
+        except ConversationError as err:
+            raise EvalDataError(f"{where}: field 'conversations': {err}") from err
+        if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+            raise EvalDataError(f"{where}: field 'conversations': the last turn must be the gold assistant reply")
+        row_id = str(raw.get("id", f"line-{line_no}"))
+        if row_id in seen:
+            raise EvalDataError(f"{where}: field 'id': duplicate id {row_id!r}")
+        seen.add(row_id)
+        rows.append({"id": row_id, "messages": messages, "reference": messages[-1]["content"],
+                     **metadata(raw, messages[-1]["content"], where)})
     if not rows:
         raise EvalDataError(f"{path}: no rows")
     return rows

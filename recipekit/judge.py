@@ -23,7 +23,7 @@ from recipekit.chat_format import inference_prompt
 from recipekit.generation import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
 from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.prep import rows as fields
-from recipekit.prep.rows import FieldError, PrepError
+from recipekit.prep.rows import PrepError
 from recipekit.prep.runner import Drop, Stats, base_parser, cli, collect, finish, write_jsonl
 from recipekit.prep.shapes import messages_of
 
@@ -138,12 +138,7 @@ def model_judge(model: str, backend: str = "transformers", batch_size: int = 8, 
 
 def _candidates(row: dict[str, Any]) -> dict[str, Any] | Drop:
     prompt = fields.text(row, "prompt")
-    responses = row.get("responses")
-    if not isinstance(responses, list):
-        raise FieldError("responses", "missing or not a list of strings")
-    for index, response in enumerate(responses):
-        if not isinstance(response, str) or not response.strip():
-            raise FieldError(f"responses[{index}]", "must be a non-empty string")
+    responses = fields.text_list(row, "responses")
     distinct = list(dict.fromkeys(responses))
     if len(distinct) < 2:
         return Drop("fewer than two distinct responses")

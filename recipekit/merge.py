@@ -54,7 +54,7 @@ from recipekit.checkpoint import (
     refuse_existing,
     require_chat_template,
 )
-from recipekit.manifest import input_hashes, write_manifest
+from recipekit.manifest import write_manifest
 from recipekit.probes import LogitDiff, compare_logits, probe_logits, probe_texts
 from recipekit.recipe_config import RecipeError, load_recipe
 

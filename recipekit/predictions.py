@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from recipekit.jsonl import iter_json_objects
+
 
 class PredictionsError(ValueError):
     """A predictions file that cannot be read as expected."""
@@ -23,24 +25,15 @@ def read_predictions(path: str | Path, required: Iterable[str] = ("id",)) -> lis
         raise PredictionsError(f"{path}: no such predictions file")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PredictionsError(f"{path}:{line_no}: not valid JSON ({err.msg}); fix or delete that line") from err
-            if not isinstance(row, dict):
-                raise PredictionsError(f"{path}:{line_no}: expected a JSON object")
-            for field in required:
-                if field not in row:
-                    raise PredictionsError(f"{path}:{line_no}: missing field '{field}'")
-            key = str(row["id"])
-            if key in seen:
-                raise PredictionsError(f"{path}:{line_no}: field 'id': duplicate id {key!r}")
-            seen.add(key)
-            rows.append(row)
+    for line_no, row in iter_json_objects(path, PredictionsError, hint="; fix or delete that line"):
+        for field in required:
+            if field not in row:
+                raise PredictionsError(f"{path}:{line_no}: missing field '{field}'")
+        key = str(row["id"])
+        if key in seen:
+            raise PredictionsError(f"{path}:{line_no}: field 'id': duplicate id {key!r}")
+        seen.add(key)
+        rows.append(row)
     return rows
 
 

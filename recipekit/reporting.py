@@ -28,6 +28,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unavailable_note(metrics: dict[str, Any]) -> str:
+    """A line naming each metric that could not be computed, and why ('' when none)."""
+    missing = metrics.get("unavailable") or {}
+    return "\nUnavailable: " + "; ".join(f"{k}: {v}" for k, v in missing.items()) + "\n" if missing else ""
+
+
 def _pyplot():
     import matplotlib
 

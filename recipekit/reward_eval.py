@@ -15,7 +15,6 @@ the chosen score is strictly greater than the rejected one: ties count as wrong.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 from recipekit.atomic import atomic_write_text
 from recipekit.eval_runner import EvalDataError, load_runs
 from recipekit.generation import ModelLoadError
+from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
 from recipekit.prep.runner import write_jsonl
 from recipekit.reporting import markdown_table, write_json
@@ -37,25 +37,16 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     """Pairs as {id, prompt, chosen, rejected, dataset}; errors name the file, line and field."""
     path = Path(path)
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(raw, dict):
-                raise EvalDataError(f"{where}: expected a JSON object with {', '.join(PAIR_FIELDS)}")
-            for field in PAIR_FIELDS:
-                if not isinstance(raw.get(field), str) or not raw[field].strip():
-                    raise EvalDataError(f"{where}: field {field!r}: missing or not a non-empty string")
-            dataset = raw.get("dataset", path.stem)
-            if not isinstance(dataset, str) or not dataset.strip():
-                raise EvalDataError(f"{where}: field 'dataset': must be a non-empty string when given")
-            pairs.append({"id": str(raw.get("id", f"line-{line_no}")), "dataset": dataset,
-                          **{f: raw[f] for f in PAIR_FIELDS}})
+    for line_no, raw in iter_json_objects(path, EvalDataError):
+        where = f"{path}:{line_no}"
+        for field in PAIR_FIELDS:
+            if not isinstance(raw.get(field), str) or not raw[field].strip():
+                raise EvalDataError(f"{where}: field {field!r}: missing or not a non-empty string")
+        dataset = raw.get("dataset", path.stem)
+        if not isinstance(dataset, str) or not dataset.strip():
+            raise EvalDataError(f"{where}: field 'dataset': must be a non-empty string when given")
+        pairs.append({"id": str(raw.get("id", f"line-{line_no}")), "dataset": dataset,
+                      **{f: raw[f] for f in PAIR_FIELDS}})
     if not pairs:
         raise EvalDataError(f"{path}: no pairs")
     return pairs

@@ -29,7 +29,7 @@ from recipekit.manifest import write_manifest
 from recipekit.metrics.text import text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
 from recipekit.predictions import PredictionsError, read_predictions
-from recipekit.reporting import confusion_matrix_png, fmt, markdown_table, write_json
+from recipekit.reporting import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
 CARD_ROWS = (  # (label in the table, key, shown as percent)
@@ -103,8 +103,7 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
         per_class = [[c, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"]]
                      for c, v in m["per_class"].items()]
         text += f"\nPer-class ({name}):\n\n" + markdown_table(["Class", "Precision", "Recall", "F1", "Support"], per_class)
-        if m.get("unavailable"):
-            text += "\nUnavailable: " + "; ".join(f"{k}: {v}" for k, v in m["unavailable"].items()) + "\n"
+        text += unavailable_note(m)
     return text
 
 

@@ -8,7 +8,7 @@ from recipekit.backfill.traces import check_trace, mentions_answer, solution_blo
 
 SOLUTION = "def double():\n    return 36 * 2"
 GOOD = "<|thinking_start|>\nDoubling 36 is asked; 36 * 2 is returned: consistent.\n<|thinking_end|>"
-CHANGED = f"<|solution_start|>\ndef double():\n    return 72\n<|solution_end|>"
+CHANGED = "<|solution_start|>\ndef double():\n    return 72\n<|solution_end|>"
 
 
 def test_good_reply_is_well_formed_and_gives_the_reasoning():

@@ -9,7 +9,6 @@ import torch
 
 from recipekit.sppo.loss import sppo_loss
 
-
 # --- the loss formula --------------------------------------------------------------------
 
 

@@ -14,12 +14,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from recipekit.chat_format import ConversationError, to_messages
 from recipekit.prep.backfill import DEFAULT_SYSTEM, sentinel_free, user_text
-from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
-from recipekit.prep.runner import Stats
+from recipekit.prep.rows import FieldError, PrepError, RowError
+from recipekit.prep.runner import Stats, read_objects, reject
 from recipekit.prep.shapes import conversation
 
 
@@ -46,14 +44,10 @@ def read_backfill_rows(source: str | Path, stats: Stats, skip_invalid: bool = Fa
                        system: str = DEFAULT_SYSTEM) -> list[dict[str, Any]]:
     """Rows as {id, instruction, solution, messages}; a bad row raises RowError or, skipped, joins stats.rejects."""
     rows, seen = [], {}
-    for line, raw in tqdm(read_rows(source), desc=f"reading {Path(str(source)).name}", unit=" rows", disable=None,
-                          leave=False):
-        stats.rows_in += 1
+    for line, raw in read_objects(source, stats):
         try:
             if isinstance(raw, RowError):
                 raise raw
-            if not isinstance(raw, dict):
-                raise RowError(str(source), line, "<row>", f"must be an object, got {type(raw).__name__}", raw=raw)
             try:
                 row = _convert(raw, system)
             except FieldError as err:
@@ -65,10 +59,7 @@ def read_backfill_rows(source: str | Path, stats: Stats, skip_invalid: bool = Fa
                 raise RowError(str(source), line, "id", f"duplicate id {row['id']!r} (first on line {seen[row['id']]})",
                                raw=raw)
         except RowError as err:
-            if not skip_invalid:
-                raise
-            stats.rejected += 1
-            stats.rejects.append(err.as_reject())
+            reject(err, stats, skip_invalid)
             continue
         seen[row["id"]] = line
         rows.append(row)

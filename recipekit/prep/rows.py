@@ -119,6 +119,17 @@ def text(row: dict, field: str, *, optional: bool = False) -> str | None:
     return value
 
 
+def text_list(row: dict, field: str) -> list[str]:
+    """A list of non-empty strings; an item's error names it as field[index]."""
+    value = row.get(field)
+    if not isinstance(value, list):
+        raise FieldError(field, "missing or not a list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise FieldError(f"{field}[{index}]", "must be a non-empty string")
+    return value
+
+
 def choice(row: dict, field: str, allowed: tuple[str, ...]) -> str:
     value = text(row, field)
     if value not in allowed:

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -53,24 +53,35 @@ def base_parser(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def read_objects(source: str | Path, stats: Stats) -> Iterator[tuple[int, dict | RowError]]:
+    """(line, row) for each row of `source`, counted in stats; a row that is no object comes as a RowError."""
+    for line, row in tqdm(read_rows(source), desc=f"reading {Path(str(source)).name}", unit=" rows",
+                          disable=None, leave=False):
+        stats.rows_in += 1
+        if not isinstance(row, (dict, RowError)):
+            row = RowError(str(source), line, "<row>", f"must be an object, got {type(row).__name__}", raw=row)
+        yield line, row
+
+
+def reject(err: RowError, stats: Stats, skip_invalid: bool) -> None:
+    """Stop on a bad row, or with --skip-invalid count it and keep it for the rejects file."""
+    if not skip_invalid:
+        raise err
+    stats.rejected += 1
+    stats.rejects.append(err.as_reject())
+
+
 def collect(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool) -> list[Any]:
     """Convert every row of every input; bad rows raise RowError or, when skipped, become rejects."""
     records = []
     for source in inputs:
-        for line, row in tqdm(read_rows(source), desc=f"reading {Path(str(source)).name}", unit=" rows",
-                              disable=None, leave=False):
-            stats.rows_in += 1
+        for line, row in read_objects(source, stats):
             try:
                 if isinstance(row, RowError):
                     raise row
-                if not isinstance(row, dict):
-                    raise RowError(str(source), line, "<row>", f"must be an object, got {type(row).__name__}", raw=row)
                 result = _convert(convert, row, str(source), line)
             except RowError as err:
-                if not skip_invalid:
-                    raise
-                stats.rejected += 1
-                stats.rejects.append(err.as_reject())
+                reject(err, stats, skip_invalid)
                 continue
             if isinstance(result, Drop):
                 stats.dropped[result.reason] += 1

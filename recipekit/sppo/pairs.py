@@ -43,12 +43,7 @@ def preference_matrix(scores: Sequence[float]) -> list[list[float]]:
 
 def _check_scored_row(row: dict[str, Any]) -> tuple[str, list[str], list[float]]:
     prompt = fields.text(row, "prompt")
-    responses = row.get("responses")
-    if not isinstance(responses, list):
-        raise FieldError("responses", "must be a list of strings")
-    for index, response in enumerate(responses):
-        if not isinstance(response, str) or not response.strip():
-            raise FieldError(f"responses[{index}]", "must be a non-empty string")
+    responses = fields.text_list(row, "responses")
     scores = row.get("scores")
     if not isinstance(scores, list):
         raise FieldError("scores", "must be a list of numbers")

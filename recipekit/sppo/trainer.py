@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
 from trl.trainer.utils import selective_log_softmax
 
-from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
 from recipekit.sppo.loss import sppo_loss
 from recipekit.sppo.pairs import PROB_COLUMNS
 
