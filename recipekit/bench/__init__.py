@@ -1,0 +1,1 @@
+"""Benchmark harness: packing efficiency, training and scoring throughput (see bench/README.md)."""

@@ -1,0 +1,70 @@
+"""One benchmark report, written as JSON and Markdown side by side (atomically)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from recipekit.atomic import atomic_write_text
+from recipekit.manifest import git_revision, package_versions
+
+CPU_LABEL = ("CPU code-path check with tiny shapes: every variant's code ran on a tiny random model. "
+             "These timings are NOT performance figures and must not be quoted as such.")
+SKIPPED = "skipped"
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()})",
+        "cuda": cuda,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git": git_revision(),
+        "packages": {k: v for k, v in package_versions().items() if k in
+                     ("axolotl", "torch", "transformers", "peft", "vllm", "flash-attn")},
+    }
+
+
+def skipped(name: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"variant": name, "status": SKIPPED, "reason": reason, **extra}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, title: str, report: dict[str, Any],
+                 sections: list[tuple[str, str]]) -> tuple[Path, Path]:
+    """Write OUT.json (the data) and OUT.md (title, label, environment, then each (heading, body))."""
+    out = Path(out)
+    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    env = report["environment"]
+    parts = [f"# {title}", ""]
+    if report.get("label"):
+        parts += [f"> **{report['label']}**", ""]
+    parts += [f"Device: {env['device']} - torch {env['torch']} - git {env['git'].get('commit') or '?'}"
+              f"{' (uncommitted changes)' if env['git'].get('dirty') else ''}", ""]
+    for heading, body in sections:
+        parts += [f"## {heading}", "", body, ""]
+    atomic_write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(md_path, "\n".join(parts).rstrip() + "\n")
+    return json_path, md_path
