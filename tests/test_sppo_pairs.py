@@ -127,3 +127,11 @@ def test_empty_input_is_an_error(tmp_path, capsys):
     assert main(["--input", str(source), "--output", str(output)]) == 2
     assert "input has no rows" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_pair_texts_are_trimmed_as_chat_templates_trim_them():
+    from recipekit.sppo.pairs import build_pair
+
+    pair = build_pair({"prompt": " q \n", "responses": ["  good\n", "bad  "], "scores": [1.0, 0.0]})
+    assert pair["chosen"] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}]
+    assert pair["rejected"][1]["content"] == "bad"

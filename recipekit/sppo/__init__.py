@@ -1,1 +1,1 @@
-"""Self-Play Preference Optimisation (arXiv 2405.00675): pair building and the paper's loss."""
+"""Self-Play Preference Optimisation (arXiv 2405.00675): the self-play loop, rankers, pairs and the paper's loss."""

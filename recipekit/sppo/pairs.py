@@ -62,6 +62,9 @@ def _check_scored_row(row: dict[str, Any]) -> tuple[str, list[str], list[float]]
 def build_pair(row: dict[str, Any]) -> dict[str, Any]:
     """{"prompt", "responses", "scores"} -> {"chosen", "rejected", *PROB_COLUMNS}; FieldError if unusable."""
     prompt, responses, scores = _check_scored_row(row)
+    # Chat templates trim message content and Axolotl locates the reply in the rendered turn
+    # by exact match, so untrimmed text would leave an empty chosen or rejected reply.
+    prompt, responses = prompt.strip(), [r.strip() for r in responses]
     chosen = max(range(len(scores)), key=scores.__getitem__)
     rejected = min(range(len(scores)), key=scores.__getitem__)
     if responses[chosen] == responses[rejected]:

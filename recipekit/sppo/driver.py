@@ -1,0 +1,388 @@
+"""The SPPO self-play loop: generate -> rank -> pairs -> `axolotl train` -> next iteration.
+
+    python -m recipekit.sppo.driver --out outputs/sppo \\
+        --prompts data/sppo/prompts_iter1.jsonl --prompts data/sppo/prompts_iter2.jsonl \\
+        --prompts data/sppo/prompts_iter3.jsonl \\
+        --ranker reward-model --ranker-model outputs/reward_ja --backend vllm
+
+One iteration per --prompts file (prep_sppo_prompts.py's disjoint parts). Iteration N
+starts from iteration N-1's checkpoint (the first from --start-model, default the
+recipe's base_model), and writes OUT/iter_N/:
+
+    generations.jsonl   K sampled responses per prompt (temperature 0.7, top-p 0.9, seed + k)
+    scored.jsonl        {"prompt", "responses", "scores"}, the ranker's scores
+    pairs.jsonl         sppo_pairs.py's rows (pair_rejects.jsonl: rows that made no pair, and why)
+    checkpoint/         `axolotl train RECIPE` with base_model = the starting policy (also the
+                        reference model), datasets[0].path = pairs.jsonl, output_dir = checkpoint/
+    winrate.jsonl       greedy replies of the new and the starting policy on held-out prompts, judged
+    manifest.json       driver settings, resolved training config, input hashes, stage statistics
+
+and OUT/summary.json, summary.md and summary.png, one row per iteration. A re-run skips
+every stage whose marker (OUT/iter_N/.stages/) matches its settings, inputs and outputs,
+and resumes generation and ranking where they stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recipekit.generation import ModelLoadError
+from recipekit.gpu_deps import MissingGpuPackage
+from recipekit.manifest import write_manifest
+from recipekit.paths import RECIPES_DIR
+from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.prep.rows import PrepError
+from recipekit.prep.runner import Stats, collect, write_jsonl
+from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
+from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
+from recipekit.sppo.generate import (
+    GENERATION_FIELDS,
+    PromptFileError,
+    free_accelerator_memory,
+    greedy_responses,
+    open_policy,
+    read_prompts,
+    sample_responses,
+    sampling_settings,
+    split_holdout,
+)
+from recipekit.sppo.pairs import build_pair
+from recipekit.sppo.rankers import RankerUnavailable, make_ranker
+from recipekit.sppo.stages import StageBook
+from recipekit.sppo.summary import iteration_row, win_rate, write_summary
+
+DEFAULT_RECIPE = RECIPES_DIR / "sppo_gemma2_9b.yml"
+# Set by the driver for each iteration; a user override of these would break the chain.
+ITERATION_KEYS = ("base_model", "datasets", "output_dir")
+SCORED_FIELDS = ("id", "prompt", "responses", "scores")
+
+
+class StageError(RuntimeError):
+    """A stage that ran but did not produce what the next one needs."""
+
+
+class Iteration:
+    """One iteration's directory, its starting policy and its stage markers."""
+
+    def __init__(self, out: Path, number: int, prompts_path: Path, start_model: str):
+        self.number, self.prompts_path, self.start_model = number, prompts_path, start_model
+        self.dir = out / f"iter_{number}"
+        self.generations = self.dir / "generations.jsonl"
+        self.scored = self.dir / "scored.jsonl"
+        self.pairs = self.dir / "pairs.jsonl"
+        self.pair_rejects = self.dir / "pair_rejects.jsonl"
+        self.train_dir = self.dir / "train"
+        self.checkpoint = self.dir / "checkpoint"
+        self.winrate = self.dir / "winrate.jsonl"
+        self.book = StageBook(self.dir)
+        self.ran: list[str] = []  # stages this invocation ran (the rest were finished before)
+
+
+def _ranker_spec(args: argparse.Namespace) -> dict[str, Any]:
+    return {"ranker": args.ranker, "model": args.ranker_model, "system": args.ranker_system,
+            "max_length": args.ranker_max_length}
+
+
+def _ranker_inputs(args: argparse.Namespace) -> list[str]:
+    return [args.ranker_model] if args.ranker_model else []
+
+
+def _open_ranker(args: argparse.Namespace):
+    return make_ranker(args.ranker, args.ranker_model, system=args.ranker_system, max_length=args.ranker_max_length,
+                       batch_size=args.ranker_batch_size, dtype=args.dtype)
+
+
+def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dict[str, Any]:
+    params = {"k": args.k, "temperature": args.temperature, "top_p": args.top_p,
+              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "ids": [r["id"] for r in train_rows]}
+    inputs = [it.prompts_path, it.start_model]
+    stats = it.book.finished("generate", params, inputs, [it.generations])
+    if stats is not None:
+        return stats
+    it.ran.append("generate")
+    it.book.resume_or_reset("generate", params, inputs, it.generations)
+    store = PredictionStore(it.generations, GENERATION_FIELDS)
+    if any(row["id"] not in store.done for row in train_rows):
+        generator = open_policy(it.start_model, args.backend, args.dtype, args.batch_size)
+        sample_responses(generator, train_rows, store, sampling_settings(args), args.k, args.chunk_size,
+                         desc=f"iter {it.number}: generating {args.k} responses per prompt")
+        del generator
+        free_accelerator_memory()
+    rows = read_predictions(it.generations, GENERATION_FIELDS)
+    missing = {r["id"] for r in train_rows} - {r["id"] for r in rows}
+    if missing:
+        raise StageError(f"{it.generations}: {len(missing)} prompts have no responses after generating")
+    stopped = [flag for row in rows for flag in row["stopped"]]
+    stats = {"prompts": len(rows), "responses": len(stopped), "hit_token_limit": stopped.count(False)}
+    return it.book.finish("generate", params, inputs, [it.generations], stats)
+
+
+def stage_rank(args, it: Iteration) -> dict[str, Any]:
+    params = _ranker_spec(args)
+    inputs = [it.generations, *_ranker_inputs(args)]
+    stats = it.book.finished("rank", params, inputs, [it.scored])
+    if stats is not None:
+        return stats
+    it.ran.append("rank")
+    it.book.resume_or_reset("rank", params, inputs, it.scored)
+    store = PredictionStore(it.scored, SCORED_FIELDS)
+    todo = [row for row in read_predictions(it.generations, GENERATION_FIELDS) if row["id"] not in store.done]
+    if todo:
+        ranker = _open_ranker(args)
+        for first in range(0, len(todo), args.chunk_size):
+            chunk = todo[first:first + args.chunk_size]
+            scores = ranker.score([r["prompt"] for r in chunk], [r["responses"] for r in chunk])
+            for row, row_scores in zip(chunk, scores, strict=True):
+                if len(row_scores) != len(row["responses"]):
+                    raise StageError(f"ranker {ranker.name} gave {len(row_scores)} scores for "
+                                     f"{len(row['responses'])} responses (prompt id {row['id']})")
+                store.append({"id": row["id"], "prompt": row["prompt"], "responses": row["responses"],
+                              "scores": row_scores})
+        ranker.close()
+    stats = {"rows": len(read_predictions(it.scored, SCORED_FIELDS)), "ranker": params}
+    return it.book.finish("rank", params, inputs, [it.scored], stats)
+
+
+def stage_pairs(it: Iteration) -> dict[str, Any]:
+    stats = it.book.finished("pairs", {}, [it.scored], [it.pairs, it.pair_rejects])
+    if stats is not None:
+        return stats
+    it.ran.append("pairs")
+    prep = Stats()
+
+    def convert(row: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
+        pair = build_pair(row)  # validates the row first
+        return pair, max(row["scores"]), min(row["scores"])
+
+    try:
+        records = collect([str(it.scored)], convert, prep, skip_invalid=True)
+    except PrepError as err:
+        write_jsonl(it.pair_rejects, prep.rejects)
+        raise StageError(f"{it.scored}: no training pairs ({err}); each row's reason is in {it.pair_rejects}") from err
+    pairs = [pair for pair, _, _ in records]
+    write_jsonl(it.pairs, pairs)
+    write_jsonl(it.pair_rejects, prep.rejects)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    stats = {
+        "pairs": len(pairs),
+        "rows_rejected": prep.rejected,
+        "reject_reasons": sorted({f"{r['field']}: {r['reason']}" for r in prep.rejects}),
+        "mean_chosen_score": mean([best for _, best, _ in records]),
+        "mean_rejected_score": mean([worst for _, _, worst in records]),
+        "mean_chosen_probs_win": mean([p["chosen_probs_win"] for p in pairs]),
+        "mean_chosen_probs_lose": mean([p["chosen_probs_lose"] for p in pairs]),
+    }
+    if prep.rejected:
+        print(f"iter {it.number}: {prep.rejected} scored rows made no pair; reasons in {it.pair_rejects}")
+    return it.book.finish("pairs", {}, [it.scored], [it.pairs, it.pair_rejects], stats)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """--override KEY=VALUE (VALUE read as YAML) into a dict of top-level recipe keys."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--override {item!r}: expected KEY=VALUE")
+        if key in ITERATION_KEYS:
+            raise RecipeError(f"--override {key}: the driver sets {', '.join(ITERATION_KEYS)} for each iteration")
+        try:
+            overrides[key.strip()] = _yaml_value(value)
+        except yaml.YAMLError as err:
+            raise RecipeError(f"--override {item!r}: value is not valid YAML ({err})") from err
+    return overrides
+
+
+def _yaml_value(text: str) -> Any:
+    """YAML, except that 1e-6 is a number (YAML 1.1 reads it as a string without a dot)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def training_config(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe with --cpu switches, user overrides, then this iteration's model, data and output."""
+    datasets = recipe.get("datasets") or []
+    if not datasets:
+        raise RecipeError(f"{args.recipe}: the recipe has no datasets entry for the pairs")
+    overrides: dict[str, Any] = {}
+    if args.cpu:
+        overrides.update(cpu_run_overrides(recipe, base_model=it.start_model, dataset_paths=[str(it.pairs)],
+                                           workdir=it.train_dir, steps=args.cpu_steps))
+    overrides.update(parse_overrides(args.override))
+    overrides.update(
+        base_model=it.start_model,
+        datasets=[{**datasets[0], "path": str(it.pairs.resolve())}, *datasets[1:]],
+        output_dir=str(it.checkpoint.resolve()),
+        dataset_prepared_path=str((it.train_dir / "prepared").resolve()),
+    )
+    return apply_overrides(recipe, overrides)
+
+
+def run_axolotl(config_path: Path, log_path: Path) -> str:
+    """`axolotl train CONFIG`, its output shown live and kept in `log_path`; no time limit."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    lines = []
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+        [str(bin_dir / "axolotl"), "train", str(config_path)], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+    ) as process:
+        for line in process.stdout:  # type: ignore[union-attr]
+            log.write(line)
+            sys.stdout.write(line)
+            lines.append(line)
+    if process.returncode != 0:
+        raise StageError(f"axolotl train {config_path} exited {process.returncode}; log {log_path}")
+    return "".join(lines)
+
+
+def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
+    config = training_config(args, it, recipe)
+    inputs = [it.pairs, it.start_model]
+    stats = it.book.finished("train", config, inputs, [it.checkpoint])
+    if stats is not None:
+        return stats
+    it.ran.append("train")
+    it.train_dir.mkdir(parents=True, exist_ok=True)
+    config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml")
+    log_path = it.train_dir / "axolotl_train.log"
+    output = run_axolotl(config_path, log_path)
+    losses = [float(r["loss"]) for r in parse_log_records(output) if "loss" in r]
+    if not losses or not all(math.isfinite(x) for x in losses):
+        raise StageError(f"axolotl train logged no finite loss ({losses}); see {log_path}")
+    if not any((it.checkpoint / name).exists() for name in WEIGHT_FILES):
+        raise StageError(f"axolotl train wrote no weights to {it.checkpoint}; see {log_path}")
+    stats = {"config": str(config_path), "log": str(log_path), "logged_steps": len(losses),
+             "first_loss": losses[0], "final_loss": losses[-1]}
+    return it.book.finish("train", config, inputs, [it.checkpoint], stats)
+
+
+def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[str, Any]:
+    params = {**_ranker_spec(args), "max_new_tokens": args.max_new_tokens, "heldout": [r["id"] for r in heldout]}
+    inputs = [it.prompts_path, it.start_model, it.checkpoint, *_ranker_inputs(args)]
+    stats = it.book.finished("winrate", params, inputs, [it.winrate])
+    if stats is not None:
+        return stats
+    it.ran.append("winrate")
+    prompts = [row["prompt"] for row in heldout]
+    replies = {}
+    for side, model in (("previous", it.start_model), ("new", str(it.checkpoint))):
+        generator = open_policy(model, args.backend, args.dtype, args.batch_size)
+        replies[side] = greedy_responses(generator, prompts, args.max_new_tokens,
+                                         desc=f"iter {it.number}: {side} policy")
+        del generator
+        free_accelerator_memory()
+    ranker = _open_ranker(args)
+    scores = ranker.score(prompts, [[new, old] for new, old in zip(replies["new"], replies["previous"])])
+    ranker.close()
+    rows = [{"id": row["id"], "prompt": row["prompt"], "new": new, "previous": old, "new_score": s[0],
+             "previous_score": s[1]} for row, new, old, s in zip(heldout, replies["new"], replies["previous"], scores)]
+    write_jsonl(it.winrate, rows)
+    stats = win_rate([r["new_score"] for r in rows], [r["previous_score"] for r in rows])
+    return it.book.finish("winrate", params, inputs, [it.winrate], stats)
+
+
+def run_iteration(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
+    rows = read_prompts(it.prompts_path, args.limit)
+    train_rows, heldout = split_holdout(rows, args.holdout, it.prompts_path)
+    stats = {"generate": stage_generate(args, it, train_rows)}
+    stats["rank"] = stage_rank(args, it)
+    stats["pairs"] = stage_pairs(it)
+    stats["train"] = stage_train(args, it, recipe)
+    stats["winrate"] = stage_winrate(args, it, heldout)
+    if it.ran or not (it.dir / "manifest.json").exists():
+        write_manifest(it.dir, config={"driver": vars(args), "train": training_config(args, it, recipe)},
+                       inputs=[it.prompts_path, it.generations, it.scored, it.pairs, it.winrate], seed=args.seed,
+                       extra={"iteration": it.number, "start_model": it.start_model,
+                              "checkpoint": str(it.checkpoint), "stages": stats})
+    print(f"iter {it.number}: " + (f"ran {', '.join(it.ran)}" if it.ran else "every stage was already finished"))
+    return iteration_row(it.number, it.start_model, it.checkpoint, stats)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    recipe = load_recipe(args.recipe)
+    out = Path(args.out)
+    model = args.start_model or recipe.get("base_model")
+    if not model:
+        raise RecipeError(f"{args.recipe}: no base_model; pass --start-model")
+    summary = []
+    for number, prompts_path in enumerate(args.prompts, start=1):
+        it = Iteration(out, number, Path(prompts_path), str(model))
+        summary.append(run_iteration(args, it, recipe))
+        write_summary(out, summary)
+        model = it.checkpoint
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", action="append", required=True, type=Path,
+                        help="prompt part of one iteration, rows {\"prompt\"} (repeat: one per iteration, in order)")
+    parser.add_argument("--out", required=True, type=Path, help="directory of the iterations (OUT/iter_N)")
+    parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="training recipe (default: %(default)s)")
+    parser.add_argument("--start-model", help="policy of iteration 1 (default: the recipe's base_model)")
+    ranking = parser.add_argument_group("ranking")
+    ranking.add_argument("--ranker", default="reward-model",
+                         help="reward-model, pairrm, or MODULE:NAME of your own (default: %(default)s)")
+    ranking.add_argument("--ranker-model", help="reward model checkpoint (reward-model), PairRM name (pairrm)")
+    ranking.add_argument("--ranker-system", default="",
+                         help="system field the reward model was trained with (prep_preference.py --system)")
+    ranking.add_argument("--ranker-max-length", type=int, default=4096, help="the reward model's training sequence_len")
+    ranking.add_argument("--ranker-batch-size", type=int, default=8)
+    sampling = parser.add_argument_group("generation")
+    sampling.add_argument("--k", type=int, default=5, help="responses per prompt (default: %(default)s)")
+    sampling.add_argument("--temperature", type=float, default=0.7)
+    sampling.add_argument("--top-p", type=float, default=0.9)
+    sampling.add_argument("--max-new-tokens", type=int, default=2048)
+    sampling.add_argument("--seed", type=int, default=42, help="sample k of each prompt uses seed + k")
+    sampling.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    sampling.add_argument("--batch-size", type=int, default=8, help="transformers generation batch")
+    sampling.add_argument("--chunk-size", type=int, default=256,
+                          help="prompts generated (and ranked) before their rows are saved")
+    sampling.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    sampling.add_argument("--limit", type=int, help="use only the first N prompts of each part (demos)")
+    sampling.add_argument("--holdout", type=int, default=16,
+                          help="last N prompts of each part: never trained on, they judge the win-rate "
+                               "(default: %(default)s)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                          help="top-level recipe key, VALUE read as YAML (repeat)")
+    training.add_argument("--cpu", action="store_true",
+                          help="CPU switches and a few-step run (tests and demos with a tiny model)")
+    training.add_argument("--cpu-steps", type=int, default=3, help="training steps per iteration with --cpu")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.k < 2:
+        parser.error("--k must be at least 2: a pair needs two responses")
+    try:
+        run(args)
+    except (PromptFileError, PredictionsError, RankerUnavailable, MissingGpuPackage, ModelLoadError, RecipeError,
+            StageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

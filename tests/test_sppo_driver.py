@@ -1,0 +1,314 @@
+"""The SPPO self-play driver: one real iteration on tiny models, then its parts one by one.
+
+The iteration runs generate -> rank -> pairs -> `axolotl train` -> win-rate with the tiny
+Gemma 2 policy and the tiny Llama reward model as ranker (a different tokenizer and chat
+template from the policy's). Its files are checked against independent recomputations:
+reward scores from single, unpadded forward passes; pair probabilities from the
+Bradley-Terry formula written out here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+
+import pytest
+import yaml
+
+from recipekit.generation import Generated
+from recipekit.paths import FIXTURES_DIR
+from recipekit.predictions import PredictionStore
+from recipekit.sppo import driver
+from recipekit.sppo.generate import GENERATION_FIELDS, PromptFileError, read_prompts, sample_responses
+from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
+from recipekit.sppo.stages import StageBook
+from recipekit.sppo.summary import win_rate
+
+PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
+K, LIMIT, HOLDOUT = 3, 5, 2
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def driver_argv(out, policy, ranker):
+    return ["--out", str(out), "--prompts", str(PROMPTS), "--start-model", str(policy),
+            "--ranker", "reward-model", "--ranker-model", str(ranker), "--k", str(K), "--max-new-tokens", "10",
+            "--limit", str(LIMIT), "--holdout", str(HOLDOUT), "--cpu", "--cpu-steps", "2", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def iteration(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sppo-driver")
+    policy, ranker = tiny_model("gemma2"), tiny_model("llama", "seq_cls")
+    assert driver.main(driver_argv(out, policy, ranker)) == 0
+    return {"out": out, "dir": out / "iter_1", "policy": str(policy), "ranker": str(ranker)}
+
+
+def test_generations_hold_k_responses_for_the_training_prompts_only(iteration):
+    prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text(encoding="utf-8").splitlines()][:LIMIT]
+    rows = read_jsonl(iteration["dir"] / "generations.jsonl")
+    assert [r["prompt"] for r in rows] == prompts[:-HOLDOUT]
+    for row in rows:
+        assert len(row["responses"]) == K
+        assert all(r and r == r.strip() for r in row["responses"])
+    judged = read_jsonl(iteration["dir"] / "winrate.jsonl")
+    assert [r["prompt"] for r in judged] == prompts[-HOLDOUT:]
+
+
+def _reward(model, tokenizer, prompt, response):
+    """One unpadded forward pass of the reward model on its own template's rendering."""
+    import torch
+
+    ids = tokenizer.apply_chat_template(
+        [{"role": "system", "content": ""}, {"role": "user", "content": prompt},
+         {"role": "assistant", "content": response}], tokenize=True, return_dict=False)
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+
+@pytest.fixture(scope="module")
+def reward(iteration):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(iteration["ranker"])
+    model = AutoModelForSequenceClassification.from_pretrained(iteration["ranker"]).eval()
+    return lambda prompt, response: _reward(model, tokenizer, prompt, response)
+
+
+def test_scores_are_the_reward_models_own_scores(iteration, reward):
+    generated = read_jsonl(iteration["dir"] / "generations.jsonl")
+    scored = read_jsonl(iteration["dir"] / "scored.jsonl")
+    assert [(r["prompt"], r["responses"]) for r in scored] == [(g["prompt"], g["responses"]) for g in generated]
+    for row in scored:
+        assert row["scores"] == pytest.approx([reward(row["prompt"], r) for r in row["responses"]], abs=1e-4)
+    for row in read_jsonl(iteration["dir"] / "winrate.jsonl"):
+        assert row["new_score"] == pytest.approx(reward(row["prompt"], row["new"]), abs=1e-4)
+        assert row["previous_score"] == pytest.approx(reward(row["prompt"], row["previous"]), abs=1e-4)
+
+
+def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
+    scored = read_jsonl(iteration["dir"] / "scored.jsonl")
+    pairs = read_jsonl(iteration["dir"] / "pairs.jsonl")
+    assert len(pairs) == len(scored)  # random-init scores are never all equal
+    for row, pair in zip(scored, pairs):
+        s = row["scores"]
+        best, worst = s.index(max(s)), s.index(min(s))
+        p = [[1 / (1 + math.exp(b - a)) for b in s] for a in s]
+        assert pair["chosen"] == [{"role": "user", "content": row["prompt"]},
+                                  {"role": "assistant", "content": row["responses"][best]}]
+        assert pair["rejected"][1]["content"] == row["responses"][worst]
+        assert pair["chosen_probs"] == pytest.approx(p[best][worst])
+        assert pair["chosen_probs_win"] == pytest.approx(sum(p[best]) / K)
+        assert pair["chosen_probs_lose"] == pytest.approx(sum(p[worst]) / K)
+
+
+def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteration):
+    from recipekit.manifest import file_sha256
+
+    it = iteration["dir"]
+    config = yaml.safe_load(next((it / "train").glob("*.yml")).read_text(encoding="utf-8"))
+    assert config["base_model"] == iteration["policy"]
+    assert config["datasets"][0]["path"] == str((it / "pairs.jsonl").resolve())
+    assert config["output_dir"] == str((it / "checkpoint").resolve())
+    assert config["trainer_cls"] == "recipekit.sppo.trainer.SPPOTrainer"
+    assert config["max_steps"] == 2 and config["attn_implementation"] == "sdpa"  # --cpu
+    assert (it / "checkpoint" / "model.safetensors").is_file()
+    trained_on = json.loads((it / "checkpoint" / "manifest.json").read_text(encoding="utf-8"))["inputs"]
+    assert trained_on == {str((it / "pairs.jsonl").resolve()): file_sha256(it / "pairs.jsonl")}
+
+
+def test_summary_and_manifest_report_the_iteration(iteration):
+    out, it = iteration["out"], iteration["dir"]
+    (row,) = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    scored = read_jsonl(it / "scored.jsonl")
+    judged = read_jsonl(it / "winrate.jsonl")
+    assert row["pairs"] == len(scored)
+    assert row["mean_chosen_score"] == pytest.approx(sum(max(r["scores"]) for r in scored) / len(scored))
+    assert row["mean_rejected_score"] == pytest.approx(sum(min(r["scores"]) for r in scored) / len(scored))
+    outcomes = [1.0 if r["new_score"] > r["previous_score"] else 0.5 if r["new_score"] == r["previous_score"] else 0.0
+                for r in judged]
+    assert row["win_rate"] == pytest.approx(sum(outcomes) / HOLDOUT) and row["heldout"] == HOLDOUT
+    assert math.isfinite(row["final_loss"])
+    assert "| 1 | 3 | 0 |" in (out / "summary.md").read_text(encoding="utf-8")
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((it / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["start_model"] == iteration["policy"] and manifest["stages"]["pairs"]["pairs"] == len(scored)
+
+
+def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypatch, capsys):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    for name in ("open_policy", "make_ranker", "run_axolotl"):
+        monkeypatch.setattr(driver, name, forbidden)
+    markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
+    argv = driver_argv(iteration["out"], iteration["policy"], iteration["ranker"])
+    assert driver.main(argv) == 0
+    assert "every stage was already finished" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == markers
+
+
+# ---- the parts, without models ----
+
+class ReversedLength(Ranker):
+    """Shorter is better: a ranker whose every score is known in advance."""
+
+    name = "fake"
+
+    def __init__(self, model=None, **options):
+        self.options = options
+
+    def score(self, prompts, candidates):
+        return [[-float(len(c)) for c in group] for group in candidates]
+
+
+@pytest.fixture
+def fake_rankers(monkeypatch):
+    module = types.ModuleType("fake_rankers")
+    module.shorter = ReversedLength
+    module.not_a_ranker = lambda **kwargs: object()
+    module.one_score = type("OneScore", (ReversedLength,), {"score": lambda self, p, c: [[0.0] for _ in c]})
+    monkeypatch.setitem(sys.modules, "fake_rankers", module)
+
+
+def rank_args(ranker):
+    return argparse.Namespace(ranker=ranker, ranker_model=None, ranker_system="", ranker_max_length=64,
+                              ranker_batch_size=2, dtype="auto", chunk_size=1)
+
+
+def write_generations(iter_dir, rows):
+    iter_dir.mkdir(parents=True, exist_ok=True)
+    (iter_dir / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_a_plugged_in_ranker_drives_ranking_and_pairs(tmp_path, fake_rankers):
+    it = driver.Iteration(tmp_path, 1, PROMPTS, "policy")
+    write_generations(it.dir, [{"id": "1", "prompt": "p", "responses": ["ccc", "a", "bb"]},
+                               {"id": "2", "prompt": "q", "responses": ["same", "same"]}])
+    stats = driver.stage_rank(rank_args("fake_rankers:shorter"), it)
+    assert stats["rows"] == 2
+    assert [r["scores"] for r in read_jsonl(it.scored)] == [[-3.0, -1.0, -2.0], [-4.0, -4.0]]
+    pair_stats = driver.stage_pairs(it)
+    (pair,) = read_jsonl(it.pairs)
+    assert (pair["chosen"][1]["content"], pair["rejected"][1]["content"]) == ("a", "ccc")
+    assert pair_stats["rows_rejected"] == 1 and pair_stats["mean_chosen_score"] == -1.0
+    (reject,) = read_jsonl(it.pair_rejects)
+    assert reject["line"] == 2 and "all scores are equal" in reject["reason"]
+
+
+def test_a_ranker_with_the_wrong_number_of_scores_stops_the_stage(tmp_path, fake_rankers):
+    it = driver.Iteration(tmp_path, 1, PROMPTS, "policy")
+    write_generations(it.dir, [{"id": "1", "prompt": "p", "responses": ["a", "b"]}])
+    with pytest.raises(driver.StageError, match="gave 1 scores for 2 responses"):
+        driver.stage_rank(rank_args("fake_rankers:one_score"), it)
+    assert not (it.dir / ".stages" / "rank.json").exists()
+
+
+def test_make_ranker_checks_what_it_is_given(fake_rankers):
+    assert isinstance(make_ranker("fake_rankers:shorter", None, batch_size=2), ReversedLength)
+    with pytest.raises(RankerUnavailable, match="not a recipekit.sppo.rankers.Ranker"):
+        make_ranker("fake_rankers:not_a_ranker", None)
+    with pytest.raises(RankerUnavailable, match="unknown ranker 'pairwise'"):
+        make_ranker("pairwise", None)
+    with pytest.raises(RankerUnavailable, match="needs --ranker-model"):
+        make_ranker("reward-model", None)
+
+
+def test_pairrm_without_llm_blender_says_what_to_do_instead(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llm_blender", None)  # as if not installed
+    with pytest.raises(RankerUnavailable, match="needs the llm-blender package, which is not installed") as err:
+        make_ranker("pairrm", None)
+    assert "--ranker reward-model --ranker-model PATH" in str(err.value)
+
+
+def test_pairrm_with_an_llm_blender_that_breaks_on_transformers_5(tmp_path, monkeypatch):
+    package = tmp_path / "llm_blender"
+    package.mkdir()
+    # What the released llm-blender 0.0.2 does on import.
+    (package / "__init__.py").write_text("from transformers.utils.hub import TRANSFORMERS_CACHE\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "llm_blender", raising=False)
+    with pytest.raises(RankerUnavailable, match="llm-blender failed to import .*TRANSFORMERS_CACHE"):
+        make_ranker("pairrm", None)
+
+
+def test_win_rate_counts_ties_as_half():
+    assert win_rate([2.0, 1.0, 0.5, 3.0], [1.0, 1.0, 0.7, 3.0]) == {
+        "win_rate": (1 + 0.5 + 0 + 0.5) / 4, "wins": 1, "ties": 2, "losses": 1, "heldout": 4}
+
+
+class RecordingGenerator:
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, []
+
+    def generate(self, prompts, sampling, on_done=None, desc=""):
+        self.calls.append((list(prompts), sampling.seed, sampling.temperature, sampling.top_p))
+        return [Generated(f"  seed {sampling.seed} prompt {i}\n", 3, True) for i in range(len(prompts))]
+
+
+def test_sampling_resumes_and_draws_sample_k_with_seed_plus_k(tmp_path, tiny_model):
+    from transformers import AutoTokenizer
+
+    from recipekit.generation import Sampling
+
+    generator = RecordingGenerator(AutoTokenizer.from_pretrained(tiny_model("gemma2")))
+    rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(3)]
+    store = PredictionStore(tmp_path / "generations.jsonl", GENERATION_FIELDS)
+    store.append({**rows[0], "responses": ["done before"], "stopped": [True]})
+    sampling = Sampling(max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9, seed=42)
+    sample_responses(generator, rows, store, sampling, k=3, chunk_size=1, desc="test")
+    assert [(seed, t, p) for _, seed, t, p in generator.calls] == [(42, 0.7, 0.9), (43, 0.7, 0.9), (44, 0.7, 0.9)] * 2
+    assert all(prompts[0].endswith("<start_of_turn>model\n") for prompts, *_ in generator.calls)
+    written = read_jsonl(store.path)
+    assert [r["id"] for r in written] == ["0", "1", "2"]
+    assert written[1]["responses"] == ["seed 42 prompt 0", "seed 43 prompt 0", "seed 44 prompt 0"]
+
+
+def test_stage_markers_notice_changed_settings_inputs_and_damaged_outputs(tmp_path):
+    book = StageBook(tmp_path)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("a\n")
+    output.write_text("b\n")
+    book.finish("s", {"k": 5}, [source, "hub/model"], [output], {"n": 1})
+    assert book.finished("s", {"k": 5}, [source, "hub/model"], [output]) == {"n": 1}
+    assert book.finished("s", {"k": 4}, [source, "hub/model"], [output]) is None
+    assert book.finished("s", {"k": 5}, [source, "hub/other"], [output]) is None
+    output.write_text("b\ntruncated")
+    assert book.finished("s", {"k": 5}, [source, "hub/model"], [output]) is None
+
+
+def test_a_partial_output_from_other_settings_is_set_aside(tmp_path, capsys):
+    book, partial = StageBook(tmp_path), tmp_path / "generations.jsonl"
+    book.resume_or_reset("generate", {"k": 5}, [], partial)
+    partial.write_text('{"id": "1"}\n')
+    book.resume_or_reset("generate", {"k": 5}, [], partial)
+    assert partial.exists()  # same settings: resumed
+    book.resume_or_reset("generate", {"k": 3}, [], partial)
+    assert not partial.exists() and (tmp_path / "generations.jsonl.stale").exists()
+    assert "starting over" in capsys.readouterr().out
+
+
+def test_overrides_are_yaml_and_cannot_break_the_iteration_chain():
+    assert driver.parse_overrides(["learning_rate=1e-6", "micro_batch_size=4", "deepspeed=null"]) == {
+        "learning_rate": 1e-6, "micro_batch_size": 4, "deepspeed": None}
+    with pytest.raises(driver.RecipeError, match="the driver sets base_model"):
+        driver.parse_overrides(["base_model=other"])
+    with pytest.raises(driver.RecipeError, match="expected KEY=VALUE"):
+        driver.parse_overrides(["learning_rate"])
+
+
+def test_a_bad_prompt_file_names_file_line_and_field_and_writes_nothing(tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "fine"}\n{"text": "no prompt"}\n', encoding="utf-8")
+    with pytest.raises(PromptFileError, match=rf"{prompts}:2: field 'prompt': missing"):
+        read_prompts(prompts)
+    out = tmp_path / "out"
+    code = driver.main(["--out", str(out), "--prompts", str(prompts), "--start-model", "unused",
+                        "--ranker-model", "unused", "--holdout", "1"])
+    assert code == 2 and f"{prompts}:2" in capsys.readouterr().err
+    assert not out.exists()
