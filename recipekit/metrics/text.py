@@ -62,9 +62,14 @@ def bertscore_f1(outputs: Sequence[str], references: Sequence[str], model_path: 
     from transformers import AutoConfig
 
     layers = num_layers or AutoConfig.from_pretrained(model_path).num_hidden_layers
-    _, _, f1 = score(list(outputs), list(references), model_type=model_path, num_layers=layers,
-                     batch_size=batch_size, verbose=False)
-    return float(f1.mean())
+    # bert-score gives an empty text a score of 0, but its code path for empty texts fails with
+    # transformers 5 tokenizers; so empty pairs are scored 0 here and the rest by bert-score.
+    kept = [i for i, (out, ref) in enumerate(zip(outputs, references)) if out.strip() and ref.strip()]
+    if not kept:
+        return 0.0
+    _, _, f1 = score([outputs[i] for i in kept], [references[i] for i in kept], model_type=model_path,
+                     num_layers=layers, batch_size=batch_size, verbose=False)
+    return float(f1.sum()) / len(outputs)
 
 
 def sbert_cosine(outputs: Sequence[str], references: Sequence[str], model_path: str, batch_size: int = 32) -> float:
