@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from recipekit.manifest import write_manifest
 from recipekit.offline import go_offline, offline_env
 from recipekit.paths import FIXTURES_DIR, RECIPES_DIR, REPO_ROOT
 
@@ -29,6 +30,10 @@ RAW = FIXTURES_DIR / "raw"
 # Long enough for the tiny model's whole judgement (about 110 tokens) plus margin.
 MAX_NEW_TOKENS = 192
 DEMO_SEQUENCE_LEN = 512
+DEMO_MARKER = ".recipekit-demo"
+# A random-init model needs a larger step size than a pretrained one to learn the format
+# in a few hundred CPU steps; schedule, optimiser (Muon) and LoRA shape stay the recipes'.
+STAGE1_LR, STAGE2_LR = 5e-3, 1e-2
 
 
 def _run(step: str, *command: str | Path) -> None:
@@ -52,8 +57,6 @@ def _train(recipe: str, base_model: Path, data: Path, workdir: Path, steps: int,
     config = load_recipe(recipe_path)
     overrides = cpu_run_overrides(config, base_model=str(base_model), dataset_paths=[str(data)], workdir=workdir,
                                   steps=steps, sequence_len=DEMO_SEQUENCE_LEN, micro_batch_size=4)
-    # A random-init model needs a larger step size than a pretrained one to learn a format
-    # in a few hundred CPU steps; the schedule, optimiser and LoRA shape stay the recipe's.
     overrides["learning_rate"] = learning_rate
     print(f"\n== axolotl train {recipe_path.relative_to(REPO_ROOT)} (+ CPU overrides: tiny model, {steps} steps)",
           flush=True)
@@ -74,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     out: Path = args.out
     if out.exists():
+        # Only a previous demo run is replaced, never a directory the demo did not make.
+        if not (out / DEMO_MARKER).exists():
+            raise SystemExit(f"{out} exists and is not a demo output; choose another --out")
         shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by python -m recipekit.demo\n", encoding="utf-8")
     data = out / "data"
     base = tiny_model_path("gemma4")
     print(f"tiny Gemma 4 base model: {base}")
@@ -86,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         "--output", data / "stage2_train.jsonl", "--split-test", "30", "--test-output", data / "test.jsonl",
         "--seed", "42", "--tokenizer", base, "--max-tokens", str(DEMO_SEQUENCE_LEN)))
 
-    stage1 = _train("supervisor_stage1.yml", base, data / "stage1_train.jsonl", out / "stage1", args.stage1_steps, 5e-3)
+    stage1 = _train("supervisor_stage1.yml", base, data / "stage1_train.jsonl", out / "stage1", args.stage1_steps,
+                    STAGE1_LR)
     merged1 = out / "stage1_merged"
     _run("merge stage 1 into the base", *_python(
         "merge/merge_lora.py", "--base", base, "--adapter", stage1, "--out", merged1, "--dtype", "float32"))
 
-    stage2 = _train("supervisor_stage2.yml", merged1, data / "stage2_train.jsonl", out / "stage2", args.stage2_steps, 1e-2)
+    stage2 = _train("supervisor_stage2.yml", merged1, data / "stage2_train.jsonl", out / "stage2", args.stage2_steps,
+                    STAGE2_LR)
     merged2 = out / "supervisor_merged"
     _run("merge stage 2 on top of the merged stage-1 model", *_python(
         "merge/merge_lora.py", "--base", merged1, "--adapter", stage2, "--out", merged2, "--dtype", "float32"))
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     before = json.loads((out / "eval_stage1_only" / "metrics.json").read_text())["parse_fail_rate"]
     after = json.loads((out / "eval_full_merged" / "metrics.json").read_text())["parse_fail_rate"]
     print(f"\nparse-fail rate: stage-1 only {before:.1%} -> full merged {after:.1%}")
+    write_manifest(out, config=vars(args), inputs=[RAW / "cs_pairs.jsonl", RAW / "supervisor_judged.jsonl"],
+                   extra={"step": "demo", "parse_fail_rate": {"stage1_only": before, "full_merged": after}})
     print(f"demo finished in {time.perf_counter() - started:.0f} s; everything is under {out}")
     return 0 if after < before else 1
 

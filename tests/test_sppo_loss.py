@@ -44,11 +44,11 @@ def _preference_dataset(win: list[float], lose: list[float]):
                 "prompt": [{"role": "user", "content": prompt}],
                 "chosen": [{"role": "assistant", "content": good}],
                 "rejected": [{"role": "assistant", "content": bad}],
-                "chosen_probs": w,
-                "chosen_probs_win": w,
-                "chosen_probs_lose": l,
+                "chosen_probs": p_win,
+                "chosen_probs_win": p_win,
+                "chosen_probs_lose": p_lose,
             }
-            for (prompt, good, bad), w, l in zip(ROWS, win, lose)
+            for (prompt, good, bad), p_win, p_lose in zip(ROWS, win, lose, strict=True)
         ]
     )
 
