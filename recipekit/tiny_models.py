@@ -84,7 +84,8 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             name="gemma4",
-            model_type="gemma4_text",
+            # google/gemma-4-12B-it is a "gemma4_unified" checkpoint; its text decoder is this.
+            model_type="gemma4_unified_text",
             bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
             turn_tokens=("<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|think|>"),
             chat_template="gemma4.jinja",
@@ -93,7 +94,6 @@ FAMILIES: dict[str, Family] = {
             config_extra=dict(
                 sliding_window=64,
                 layer_types=["sliding_attention", "full_attention"],
-                hidden_size_per_layer_input=0,
                 global_head_dim=16,
             ),
         ),

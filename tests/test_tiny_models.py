@@ -12,7 +12,7 @@ from recipekit.special_tokens import backfill_sentinels
 from recipekit.tiny_models import FAMILIES, family_for_base_model, tiny_model_path
 
 EXPECTED_ARCH = {
-    "gemma4": ("gemma4_text", "Gemma4ForCausalLM"),
+    "gemma4": ("gemma4_unified_text", "Gemma4UnifiedForCausalLM"),
     "gemma3": ("gemma3_text", "Gemma3ForCausalLM"),
     "gemma2": ("gemma2", "Gemma2ForCausalLM"),
     "qwen3": ("qwen3", "Qwen3ForCausalLM"),
