@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from recipekit.tiny_models import tiny_model_path
 
     started = time.perf_counter()
-    out: Path = args.out
+    out: Path = args.out.resolve()
     if out.exists():
         # Only a previous demo run is replaced, never a directory the demo did not make.
         if not (out / DEMO_MARKER).exists():
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / DEMO_MARKER).write_text("written by python -m recipekit.demo\n", encoding="utf-8")
+    # Tokenised-dataset caches stay with the demo's output instead of the user's HF cache.
+    os.environ["HF_DATASETS_CACHE"] = str(out / "hf_datasets_cache")
     data = out / "data"
     base = tiny_model_path("gemma4")
     print(f"tiny Gemma 4 base model: {base}")
