@@ -63,9 +63,10 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(path)
 
 
-def require_chat_template(tokenizer, source: str | Path) -> None:
+def require_chat_template(tokenizer, source: str | Path, error: type[Exception] = CheckpointError) -> None:
+    """Refuse a tokenizer without a chat template, raising `error` (the caller's own error type)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise CheckpointError(
+        raise error(
             f"{source}: the tokenizer has no chat template (no chat_template.jinja and no "
             f"'chat_template' in tokenizer_config.json); a checkpoint without one cannot be "
             f"prompted the way it was trained, so nothing was written"

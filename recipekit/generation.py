@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from recipekit.checkpoint import default_device, has_tokenizer, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 
 END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
@@ -41,10 +41,6 @@ class Generated:
     stopped: bool  # ended on a stop token rather than the token budget
 
 
-def _has_tokenizer(path: Path) -> bool:
-    return (path / "tokenizer_config.json").exists()
-
-
 def load_chat_model(model: str | None = None, base: str | None = None, adapters: Sequence[str] = (),
                     dtype: str = "auto", device: str | None = None):
     """(model, tokenizer) from a merged checkpoint, or from a base plus LoRA adapters applied in order."""
@@ -54,12 +50,11 @@ def load_chat_model(model: str | None = None, base: str | None = None, adapters:
     if bool(model) == bool(base):
         raise ModelLoadError("give either --model (a merged checkpoint) or --base with --adapter")
     source = model or base
-    tokenizer_source = next((a for a in reversed(adapters) if _has_tokenizer(Path(a))), source)
+    tokenizer_source = next((a for a in reversed(adapters) if has_tokenizer(a)), source)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ModelLoadError(f"{tokenizer_source}: the tokenizer has no chat template; save one with the checkpoint")
+    require_chat_template(tokenizer, tokenizer_source, ModelLoadError)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     if adapters:
         from peft import PeftModel

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.atomic import atomic_write_text
+from recipekit.checkpoint import default_device, require_chat_template
 from recipekit.eval_runner import EvalDataError, load_runs
 from recipekit.generation import ModelLoadError
 from recipekit.jsonl import iter_json_objects
@@ -84,15 +85,14 @@ def load_reward_model(path: str, dtype: str = "auto", device: str | None = None)
     if config.num_labels != 1:
         raise ModelLoadError(f"{path}: a reward model has one score, this one has num_labels={config.num_labels}")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ModelLoadError(f"{path}: the tokenizer has no chat template; save the training template with the checkpoint")
+    require_chat_template(tokenizer, path, ModelLoadError)
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
     # As in training: the score is read at the last token that is not padding.
     if model.config.pad_token_id is None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     return model.to(device).eval(), tokenizer
 
 

@@ -9,7 +9,6 @@ character to fit 4,096 tokens, and a 500-900 token judgement.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from recipekit.chat_format import to_messages
+from recipekit.jsonl import iter_json_objects
 from recipekit.prep.lengths import load_tokenizer, token_length
 
 
@@ -64,16 +64,12 @@ def conversation_lengths(path: str | Path, tokenizer_path: str | Path, field: st
     """Token length of each row's full training text (the tokenizer's chat template)."""
     tokenizer = load_tokenizer(str(tokenizer_path))
     lengths = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                messages = to_messages(row[field])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{line_no}: field {field!r}: {err}") from err
-            lengths.append(token_length(tokenizer, messages))
+    for line_no, row in iter_json_objects(path, ValueError):
+        try:
+            messages = to_messages(row[field])
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path}:{line_no}: field {field!r}: {err}") from err
+        lengths.append(token_length(tokenizer, messages))
     if not lengths:
         raise ValueError(f"{path}: no rows")
     return np.asarray(lengths, dtype=np.int64)
