@@ -104,17 +104,20 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
 
     quantized = load_4bit(request.model, device, quantization_config=nf4_config())
     layers = count_4bit_layers(quantized)
-    drift = compare_logits(reference, probe_logits(quantized, tokenizer, texts))
-    print(f"{layers} linear layers in NF4; logit drift vs the {full_dtype} model: max {drift.max_abs:.3e}, "
-          f"mean {drift.mean_abs:.3e}, top-1 agreement {drift.top1_agreement:.1%}")
-    if request.max_drift is not None and not drift.max_abs <= request.max_drift:
-        raise QuantizeError(f"4-bit logits drift by {drift.max_abs:.3e}, over --max-drift {request.max_drift:.3e}")
-    quantized_logits = probe_logits(quantized, tokenizer, texts)
-
     before = weights_size(request.model)
     with atomic_directory(request.out, force=request.force) as staging:
+        # Save before the first forward pass: on CPUs with AVX512-BF16, bitsandbytes repacks the
+        # weights for its fused kernel on the first inference call, casting the scales to bfloat16,
+        # and re-quantizes those scales when saving, so a model saved after a forward pass is
+        # not the NF4 quantisation of its source any more.
         quantized.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        quantized_logits = probe_logits(quantized, tokenizer, texts)
+        drift = compare_logits(reference, quantized_logits)
+        print(f"{layers} linear layers in NF4; logit drift vs the {full_dtype} model: max {drift.max_abs:.3e}, "
+              f"mean {drift.mean_abs:.3e}, top-1 agreement {drift.top1_agreement:.1%}")
+        if request.max_drift is not None and not drift.max_abs <= request.max_drift:
+            raise QuantizeError(f"4-bit logits drift by {drift.max_abs:.3e}, over --max-drift {request.max_drift:.3e}")
         reloaded = load_4bit(staging, device)
         reload_diff = compare_logits(quantized_logits, probe_logits(reloaded, tokenizer, texts))
         if not reload_diff.max_abs <= RELOAD_TOLERANCE:

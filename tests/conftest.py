@@ -14,6 +14,10 @@ from recipekit.offline import go_offline
 # writes outside the session's temporary directory.
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
 go_offline()
+# Locations that would override HF_HOME, or point at kernels or models already on this machine.
+for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE",
+            "TRANSFORMERS_CACHE", "HF_XET_CACHE", "KERNELS_CACHE", "LOCAL_KERNELS", "SENTENCE_TRANSFORMERS_HOME"):
+    os.environ.pop(var, None)
 for var, sub in {
     "RECIPEKIT_CACHE": "recipekit-cache",
     "HF_HOME": "hf-home",
@@ -22,6 +26,7 @@ for var, sub in {
     "MPLCONFIGDIR": "matplotlib",
     "TRITON_CACHE_DIR": "triton",
     "TORCHINDUCTOR_CACHE_DIR": "inductor",
+    "TORCH_HOME": "torch-home",
 }.items():
     os.environ[var] = str(_SESSION_TMP / sub)
 

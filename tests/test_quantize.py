@@ -10,6 +10,7 @@ from pathlib import Path
 import bitsandbytes as bnb
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipekit import quantize
@@ -50,6 +51,13 @@ def test_export_reloads_as_the_nf4_quantisation_of_its_source(export):
     fresh = AutoModelForCausalLM.from_pretrained(
         source, quantization_config=quantize.nf4_config(), device_map={"": "cpu"}
     ).eval()
+    # The saved tensors are that quantisation bit for bit (no forward pass has run on `fresh`, so
+    # this holds whichever CPU 4-bit kernel bitsandbytes found), and so are the reloaded logits.
+    saved = load_file(out / "model.safetensors")
+    expected = fresh.state_dict()
+    saved_pointers = {expected[key].data_ptr() for key in saved}
+    assert all(expected[key].data_ptr() in saved_pointers for key in expected.keys() - saved.keys())  # tied only
+    assert all(torch.equal(saved[key], expected[key].cpu()) for key in saved)
     for a, b in zip(probe_logits(reloaded, tokenizer, texts), probe_logits(fresh, tokenizer, texts)):
         assert torch.equal(a, b)
     assert (out / "chat_template.jinja").exists()
