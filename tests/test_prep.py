@@ -171,13 +171,48 @@ def test_preference_pairs_ties_multi_turn_and_language(tmp_path, capsys):
 
 
 def test_sppo_prompts_parts_are_disjoint_and_deduplicated(tmp_path, capsys):
-    _run(sppo_prompts, "--input", RAW / "ultrafeedback_prompts.jsonl", "--output", tmp_path / "p.jsonl", "--parts", 3)
+    _run(sppo_prompts, "--input", RAW / "ultrafeedback_prompts.jsonl", "--output", tmp_path / "p.jsonl", "--parts", 3,
+         "--max-prompt-tokens", 0)
     parts = [[r["prompt"] for r in _read(tmp_path / f"p_iter{i}.jsonl")] for i in (1, 2, 3)]
     everything = [p for part in parts for p in part]
     unique = {r["instruction"] for r in _read(RAW / "ultrafeedback_prompts.jsonl")}
     assert len(everything) == len(set(everything)) and set(everything) == unique
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
     assert f"duplicates: {45 - len(unique)}" in capsys.readouterr().out
+
+
+def test_sppo_prompts_over_the_cards_512_tokens_are_left_out_counted_and_rejected(tmp_path, tiny_model, capsys):
+    policy = tiny_model("gemma2")
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+
+    def tokens(prompt):  # what the policy receives, counted by the tokenizer's own generation-prompt path
+        return len(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False))
+
+    overhead = tokens("x") - 1
+    at_limit, over, far_over = ("x" * (n - overhead) for n in (512, 513, 600))
+    assert [tokens(p) for p in (at_limit, over, far_over)] == [512, 513, 600]
+    source = tmp_path / "prompts.jsonl"
+    prompts = ["Write a poem.", at_limit, over, "Name a colour.", far_over]
+    source.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts), encoding="utf-8")
+    rejects = tmp_path / "rejects.jsonl"
+    _run(sppo_prompts, "--input", source, "--output", tmp_path / "p.jsonl", "--parts", 1,
+         "--tokenizer", policy, "--rejects", rejects)  # the default limit is the card's 512
+    kept = {r["prompt"] for r in _read(tmp_path / "p_iter1.jsonl")}
+    assert kept == {"Write a poem.", at_limit, "Name a colour."}
+    assert "dropped (prompt over 512 tokens): 2" in capsys.readouterr().out
+    assert _read(rejects) == [
+        {"file": str(source), "line": line, "field": "instruction", "row": {"instruction": prompt},
+         "reason": f"{n} tokens as the policy's chat prompt, over the limit of 512"}
+        for line, prompt, n in ((3, over, 513), (5, far_over, 600))]
+
+
+def test_sppo_prompt_limit_without_a_tokenizer_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        sppo_prompts.main(["--input", str(RAW / "ultrafeedback_prompts.jsonl"), "--output", str(tmp_path / "p.jsonl")])
+    assert stop.value.code == 2
+    assert "--max-prompt-tokens 512 counts tokens with the policy's tokenizer: pass --tokenizer" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("flag", ["--split-test", "--test-output"])

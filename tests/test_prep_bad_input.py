@@ -43,8 +43,12 @@ def _write_jsonl(path, lines):
     return path
 
 
+# what a preprocessor needs besides --input and --output when no tokenizer is given
+REQUIRED = {sppo_prompts: ["--max-prompt-tokens", "0"]}
+
+
 def _run(module, input_path, output, *extra):
-    return module.main(["--input", str(input_path), "--output", str(output), *extra])
+    return module.main(["--input", str(input_path), "--output", str(output), *REQUIRED.get(module, []), *extra])
 
 
 def _outputs(tmp_path):

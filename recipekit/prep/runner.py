@@ -73,6 +73,12 @@ def reject(err: RowError, stats: Stats, skip_invalid: bool) -> None:
 
 def collect(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool) -> list[Any]:
     """Convert every row of every input; bad rows raise RowError or, when skipped, become rejects."""
+    return [record for _, _, record in collect_located(inputs, convert, stats, skip_invalid)]
+
+
+def collect_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats,
+                    skip_invalid: bool) -> list[tuple[str, int, Any]]:
+    """`collect`, each record as (file, line, record), so a later check can name its row in a reject."""
     records = []
     for source in inputs:
         for line, row in read_objects(source, stats):
@@ -86,7 +92,7 @@ def collect(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats,
             if isinstance(result, Drop):
                 stats.dropped[result.reason] += 1
             else:
-                records.append(result)
+                records.append((str(source), line, result))
     if stats.rows_in == 0:
         raise PrepError(f"{', '.join(map(str, inputs))}: input has no rows")
     if not records:

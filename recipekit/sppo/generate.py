@@ -21,12 +21,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from recipekit.chat_format import inference_prompt
 from recipekit.eval_runner import open_generator
 from recipekit.generation import Sampling
 from recipekit.predictions import PredictionStore
 from recipekit.prep import rows as fields
 from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
+from recipekit.sppo.prompt_limit import chat_prompt
 
 GENERATION_FIELDS = ("id", "prompt", "responses")
 
@@ -73,10 +73,6 @@ def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int =
     """A generator (with .tokenizer) over a checkpoint: vLLM, or batched transformers."""
     return open_generator(argparse.Namespace(backend=backend, model=model, base=None, adapter=None,
                                              dtype=dtype, batch_size=batch_size))
-
-
-def chat_prompt(tokenizer, prompt: str) -> str:
-    return inference_prompt(tokenizer, [{"role": "user", "content": prompt}])
 
 
 def sample_responses(generator, rows: list[dict[str, str]], store: PredictionStore, sampling: Sampling, k: int,

@@ -1,0 +1,27 @@
+"""The card's prompt limit: prompts over 512 tokens take no part in self-play.
+
+TRL's DPO trainer has no prompt limit, so the limit is applied before any response is
+sampled: by prep_sppo_prompts.py when the parts are made, and again by the driver, which
+also reads prompt files that never went through that step. A prompt is counted as the
+policy receives it: rendered with the policy's chat template up to where the reply
+begins, and tokenised without added special tokens (the template writes BOS itself).
+"""
+
+from __future__ import annotations
+
+from recipekit.chat_format import inference_prompt
+
+DEFAULT_MAX_PROMPT_TOKENS = 512  # the card's max prompt length
+
+
+def chat_prompt(tokenizer, prompt: str) -> str:
+    """The text the policy generates from for a user prompt."""
+    return inference_prompt(tokenizer, [{"role": "user", "content": prompt}])
+
+
+def over_limit(tokenizer, prompts: list[str], limit: int) -> dict[int, str]:
+    """{index: reason} of the prompts whose chat prompt is longer than `limit` tokens."""
+    rendered = [chat_prompt(tokenizer, prompt) for prompt in prompts]
+    lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]  # one batch call
+    return {index: f"{length} tokens as the policy's chat prompt, over the limit of {limit}"
+            for index, length in enumerate(lengths) if length > limit}
