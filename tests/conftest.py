@@ -48,3 +48,25 @@ def tiny_model():
     from recipekit.tiny_models import tiny_model_path
 
     return tiny_model_path
+
+
+@pytest.fixture(scope="session")
+def gemma2_prompt(tiny_model):
+    """gemma2_prompt(n) -> a user prompt that reaches the tiny Gemma 2 policy as exactly n tokens,
+    counted by the tokenizer's own generation-prompt rendering and tokenisation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model("gemma2"))
+
+    def tokens(prompt: str) -> int:
+        return len(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False))
+
+    overhead = tokens("x") - 1
+
+    def prompt(n: int) -> str:
+        text = "x" * (n - overhead)  # one token per "x" in the tiny tokenizer; checked, not assumed
+        assert tokens(text) == n
+        return text
+
+    return prompt

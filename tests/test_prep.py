@@ -181,17 +181,10 @@ def test_sppo_prompts_parts_are_disjoint_and_deduplicated(tmp_path, capsys):
     assert f"duplicates: {45 - len(unique)}" in capsys.readouterr().out
 
 
-def test_sppo_prompts_over_the_cards_512_tokens_are_left_out_counted_and_rejected(tmp_path, tiny_model, capsys):
+def test_sppo_prompts_over_the_cards_512_tokens_are_left_out_counted_and_rejected(tmp_path, tiny_model,
+                                                                                    gemma2_prompt, capsys):
     policy = tiny_model("gemma2")
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-
-    def tokens(prompt):  # what the policy receives, counted by the tokenizer's own generation-prompt path
-        return len(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                 tokenize=True, return_dict=False))
-
-    overhead = tokens("x") - 1
-    at_limit, over, far_over = ("x" * (n - overhead) for n in (512, 513, 600))
-    assert [tokens(p) for p in (at_limit, over, far_over)] == [512, 513, 600]
+    at_limit, over, far_over = gemma2_prompt(512), gemma2_prompt(513), gemma2_prompt(600)
     source = tmp_path / "prompts.jsonl"
     prompts = ["Write a poem.", at_limit, over, "Name a colour.", far_over]
     source.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts), encoding="utf-8")

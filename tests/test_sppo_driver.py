@@ -135,6 +135,7 @@ def test_summary_and_manifest_report_the_iteration(iteration):
     assert row["win_rate"] == pytest.approx(sum(outcomes) / HOLDOUT) and row["heldout"] == HOLDOUT
     assert math.isfinite(row["final_loss"])
     assert "| 1 | 3 | 0 |" in (out / "summary.md").read_text(encoding="utf-8")
+    assert row["prompts_over_limit"] == 0 and (it / "prompt_rejects.jsonl").read_text(encoding="utf-8") == ""
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((it / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["start_model"] == iteration["policy"] and manifest["stages"]["pairs"]["pairs"] == len(scored)
@@ -312,3 +313,26 @@ def test_a_bad_prompt_file_names_file_line_and_field_and_writes_nothing(tmp_path
                         "--ranker-model", "unused", "--holdout", "1"])
     assert code == 2 and f"{prompts}:2" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_driver_leaves_out_prompts_over_512_tokens_of_the_starting_policy(tmp_path, tiny_model, gemma2_prompt,
+                                                                              monkeypatch):
+    at_limit, over, far_over = gemma2_prompt(512), gemma2_prompt(513), gemma2_prompt(514)
+    prompts = tmp_path / "prompts.jsonl"  # a part that never went through prep_sppo_prompts.py
+    lines = ["Write a poem.", over, at_limit, "Name a colour.", far_over, "Count to three."]
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in lines), encoding="utf-8")
+    seen = {}
+
+    def stop_after_reading(args, it, train_rows):
+        seen["train"] = [r["id"] for r in train_rows]
+        raise driver.StageError("stopped by the test")
+
+    monkeypatch.setattr(driver, "stage_generate", stop_after_reading)
+    out = tmp_path / "out"
+    assert driver.main(["--out", str(out), "--prompts", str(prompts), "--start-model", str(tiny_model("gemma2")),
+                        "--ranker-model", "unused", "--holdout", "1"]) == 2  # the default limit is the card's 512
+    assert seen["train"] == ["1", "3", "4"]  # line 6 is held out for the win-rate
+    assert read_jsonl(out / "iter_1" / "prompt_rejects.jsonl") == [
+        {"file": str(prompts), "line": line, "field": "prompt", "row": {"prompt": prompt},
+         "reason": f"{n} tokens as the policy's chat prompt, over the limit of 512"}
+        for line, prompt, n in ((2, over, 513), (5, far_over, 514))]

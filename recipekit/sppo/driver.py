@@ -7,8 +7,11 @@
 
 One iteration per --prompts file (prep_sppo_prompts.py's disjoint parts). Iteration N
 starts from iteration N-1's checkpoint (the first from --start-model, default the
-recipe's base_model), and writes OUT/iter_N/:
+recipe's base_model). Prompts longer than --max-prompt-tokens (the card's 512), counted
+with that policy's tokenizer on its chat prompt, are left out whether or not the part was
+prepared with the limit. Each iteration writes OUT/iter_N/:
 
+    prompt_rejects.jsonl  prompts left out for their length, each with its line and token count
     generations.jsonl   K sampled responses per prompt (temperature 0.7, top-p 0.9, seed + k)
     scored.jsonl        {"prompt", "responses", "scores"}, the ranker's scores
     pairs.jsonl         sppo_pairs.py's rows (pair_rejects.jsonl: rows that made no pair, and why)
@@ -39,7 +42,7 @@ from recipekit.gpu_deps import MissingGpuPackage
 from recipekit.manifest import write_manifest
 from recipekit.paths import RECIPES_DIR
 from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.prep.rows import PrepError
+from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, collect, write_jsonl
 from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
 from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
@@ -49,12 +52,14 @@ from recipekit.sppo.generate import (
     free_accelerator_memory,
     greedy_responses,
     open_policy,
+    policy_tokenizer,
     read_prompts,
     sample_responses,
     sampling_settings,
     split_holdout,
 )
 from recipekit.sppo.pairs import build_pair
+from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit
 from recipekit.sppo.rankers import RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import iteration_row, win_rate, write_summary
@@ -75,6 +80,7 @@ class Iteration:
     def __init__(self, out: Path, number: int, prompts_path: Path, start_model: str):
         self.number, self.prompts_path, self.start_model = number, prompts_path, start_model
         self.dir = out / f"iter_{number}"
+        self.prompt_rejects = self.dir / "prompt_rejects.jsonl"
         self.generations = self.dir / "generations.jsonl"
         self.scored = self.dir / "scored.jsonl"
         self.pairs = self.dir / "pairs.jsonl"
@@ -98,6 +104,25 @@ def _ranker_inputs(args: argparse.Namespace) -> list[str]:
 def _open_ranker(args: argparse.Namespace):
     return make_ranker(args.ranker, args.ranker_model, system=args.ranker_system, max_length=args.ranker_max_length,
                        batch_size=args.ranker_batch_size, dtype=args.dtype)
+
+
+def policy_prompts(args, it: Iteration) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The part's prompts within --max-prompt-tokens of the starting policy, and how many were left out;
+    those go to prompt_rejects.jsonl."""
+    rows = read_prompts(it.prompts_path, args.limit)
+    too_long = {}
+    if args.max_prompt_tokens:
+        too_long = over_limit(policy_tokenizer(it.start_model), [r["prompt"] for r in rows], args.max_prompt_tokens)
+    write_jsonl(it.prompt_rejects, [RowError(str(it.prompts_path), int(rows[i]["id"]), "prompt", reason,
+                                             raw={"prompt": rows[i]["prompt"]}).as_reject()
+                                    for i, reason in too_long.items()])
+    kept = [row for i, row in enumerate(rows) if i not in too_long]
+    if too_long:
+        print(f"iter {it.number}: {len(too_long)} of {len(rows)} prompts are over --max-prompt-tokens "
+              f"{args.max_prompt_tokens} and left out; see {it.prompt_rejects}")
+    if not kept:
+        raise PromptFileError(f"{it.prompts_path}: every prompt is over --max-prompt-tokens {args.max_prompt_tokens}")
+    return kept, {"read": len(rows), "over_limit": len(too_long), "max_prompt_tokens": args.max_prompt_tokens}
 
 
 def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -299,9 +324,9 @@ def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[st
 
 
 def run_iteration(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
-    rows = read_prompts(it.prompts_path, args.limit)
+    rows, prompt_stats = policy_prompts(args, it)
     train_rows, heldout = split_holdout(rows, args.holdout, it.prompts_path)
-    stats = {"generate": stage_generate(args, it, train_rows)}
+    stats = {"prompts": prompt_stats, "generate": stage_generate(args, it, train_rows)}
     stats["rank"] = stage_rank(args, it)
     stats["pairs"] = stage_pairs(it)
     stats["train"] = stage_train(args, it, recipe)
@@ -356,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--chunk-size", type=int, default=256,
                           help="prompts generated (and ranked) before their rows are saved")
     sampling.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    sampling.add_argument("--max-prompt-tokens", type=int, default=DEFAULT_MAX_PROMPT_TOKENS,
+                          help="leave out prompts whose chat prompt is longer in the starting policy's tokens "
+                               "(default: %(default)s, the card's); 0: no limit")
     sampling.add_argument("--limit", type=int, help="use only the first N prompts of each part (demos)")
     sampling.add_argument("--holdout", type=int, default=16,
                           help="last N prompts of each part: never trained on, they judge the win-rate "
@@ -374,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.k < 2:
         parser.error("--k must be at least 2: a pair needs two responses")
+    if args.max_prompt_tokens < 0:
+        parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     try:
         run(args)
     except (PromptFileError, PredictionsError, RankerUnavailable, MissingGpuPackage, ModelLoadError, RecipeError,

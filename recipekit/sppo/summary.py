@@ -22,6 +22,7 @@ COLUMNS = (
     ("final_loss", "final train loss"),
     ("win_rate", "win-rate vs previous"),
     ("heldout", "held-out prompts"),
+    ("prompts_over_limit", "prompts over limit"),
 )
 
 
@@ -43,6 +44,7 @@ def iteration_row(number: int, start_model: str, checkpoint: Path, stats: dict[s
         "start_model": start_model,
         "checkpoint": str(checkpoint),
         "prompts": stats["generate"]["prompts"],
+        "prompts_over_limit": stats["prompts"]["over_limit"],
         "pairs": pairs["pairs"],
         "rows_rejected": pairs["rows_rejected"],
         "mean_chosen_score": pairs["mean_chosen_score"],
