@@ -15,6 +15,7 @@ from recipekit.chat_format import to_messages
 from recipekit.paths import FIXTURES_DIR
 from recipekit.prep import backfill, bitext, cs_pairs, preference, sppo_prompts, supervisor
 from recipekit.prep.lengths import token_length
+from recipekit.prep.rows import source_split
 from recipekit.special_tokens import sentinel_pair
 
 RAW = FIXTURES_DIR / "raw"
@@ -152,7 +153,8 @@ def test_preference_pairs_ties_multi_turn_and_language(tmp_path, capsys):
             continue
         better = r["response1"] if r["overall_preference"] < 0 else r["response2"]
         worse = r["response2"] if r["overall_preference"] < 0 else r["response1"]
-        expected.append({"prompt": r["context"][0]["content"], "chosen": better, "rejected": worse, "dataset": "helpsteer3"})
+        expected.append({"prompt": r["context"][0]["content"], "chosen": better, "rejected": worse, "dataset": "helpsteer3",
+                         "split": "helpsteer3_ja"})  # a local file's split is its name
     assert _read(out) == expected
     drops = {"tie": sum(r["overall_preference"] == 0 and r["language"] == "japanese" and len(r["context"]) == 1 for r in raw),
              "language is not japanese": sum(r["language"] != "japanese" for r in raw)}
@@ -206,6 +208,23 @@ def test_sppo_prompt_limit_without_a_tokenizer_is_an_error(tmp_path, capsys):
     assert stop.value.code == 2
     assert "--max-prompt-tokens 512 counts tokens with the policy's tokenizer: pass --tokenizer" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_pairs_keep_the_split_they_came_from(tmp_path):
+    helpsteer = next(r for r in _read(RAW / "helpsteer3_ja.jsonl") if r["language"] == "japanese"
+                     and len(r["context"]) == 1 and r["overall_preference"])
+    (tmp_path / "parts").mkdir()
+    for split in ("train", "validation"):
+        (tmp_path / "parts" / f"{split}.jsonl").write_text(json.dumps(helpsteer) + "\n", encoding="utf-8")
+    plain = tmp_path / "mine.jsonl"
+    plain.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "split": "dev"}) + "\n"
+                     + json.dumps({"prompt": "q", "chosen": "c", "rejected": "r"}) + "\n", encoding="utf-8")
+    out = tmp_path / "eval.jsonl"
+    _run(preference, "--format", "eval", "--input", tmp_path / "parts" / "train.jsonl",
+         "--input", tmp_path / "parts" / "validation.jsonl", "--input", plain, "--output", out)
+    assert [(r["dataset"], r["split"]) for r in _read(out)] == [
+        ("helpsteer3", "train"), ("helpsteer3", "validation"), ("plain", "dev"), ("plain", "mine")]
+    assert source_split("nvidia/HelpSteer3:validation") == "validation" and source_split("nvidia/HelpSteer3") == "train"
 
 
 @pytest.mark.parametrize("flag", ["--split-test", "--test-output"])

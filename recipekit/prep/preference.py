@@ -4,15 +4,19 @@ Each row's shape is recognised by its fields:
   HelpSteer3   context (turns), response1, response2, overall_preference (-3..3; < 0 means
                response1 is better), language
   arena        conversation_a, conversation_b (turns), winner (model_a | model_b | tie…), turn
-  plain        prompt, chosen, rejected
+  plain        prompt, chosen, rejected, and optionally dataset and split
 Ties and multi-turn rows are dropped and counted, as is every row outside --language.
 `--format bt` writes the Bradley-Terry training shape read by Axolotl's
 `bradley_terry.chat_template` type ({system, input, chosen, rejected}); `--format eval`
-writes {prompt, chosen, rejected, dataset} for scoring.
+writes {prompt, chosen, rejected, dataset, split} for scoring. The split is a plain row's
+own, else its input's: a hub dataset's split (owner/name:split, train unless named) or a
+local file's name without extension. The card's HelpSteer3 figure is the mean over its
+train and validation splits, so give them as separate inputs:
 
     python dataset_prep/prep_preference.py --input pairs.jsonl --output data/reward_ja/train.jsonl
-    python dataset_prep/prep_preference.py --input helpsteer3.jsonl --language japanese \\
-        --format eval --output data/reward_ja/eval_helpsteer3.jsonl
+    python dataset_prep/prep_preference.py --format eval --language japanese \\
+        --input nvidia/HelpSteer3:train --input nvidia/HelpSteer3:validation \\
+        --input llm-jp/llm-jp-chatbot-arena-conversations --output data/reward_ja/eval.jsonl
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from recipekit.prep import rows as fields
-from recipekit.prep.rows import FieldError
-from recipekit.prep.runner import Drop, Stats, base_parser, cli, collect, finish
+from recipekit.prep.rows import FieldError, source_split
+from recipekit.prep.runner import Drop, Stats, base_parser, cli, collect_located, finish
 from recipekit.prep.shapes import messages_of
 
 
@@ -73,12 +77,14 @@ def _arena(row: dict[str, Any]) -> dict[str, str] | Drop:
 
 
 def _plain(row: dict[str, Any]) -> dict[str, str]:
-    return {
+    pair = {
         "prompt": fields.text(row, "prompt"),
         "chosen": fields.text(row, "chosen"),
         "rejected": fields.text(row, "rejected"),
         "dataset": fields.text(row, "dataset", optional=True) or "plain",
     }
+    split = fields.text(row, "split", optional=True)
+    return {**pair, "split": split} if split else pair
 
 
 def to_pair(row: dict[str, Any], language: str | None) -> dict[str, str] | Drop:
@@ -113,5 +119,9 @@ def _run(argv: list[str] | None) -> int:
             return pair
         return {"system": args.system, "input": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]}
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
+    located = collect_located(args.input, convert, stats, args.skip_invalid)
+    if args.format == "eval":
+        records = [{**pair, "split": pair.get("split") or source_split(source)} for source, _, pair in located]
+    else:
+        records = [record for _, _, record in located]
     return finish(args, stats, {args.output: records}, messages_of)

@@ -69,13 +69,25 @@ def _table_rows(table) -> Iterator[tuple[int, Any]]:
         yield number, dict(record)
 
 
+def hub_name_split(name: str) -> tuple[str, str]:
+    """`owner/name[:split]` -> (dataset name, split); the split is train unless named."""
+    dataset_name, _, split = name.partition(":")
+    return dataset_name, split or "train"
+
+
+def source_split(source: str | Path) -> str:
+    """The split an input holds: a hub dataset's split, or a local file's name without its extension."""
+    path = Path(source)
+    return path.stem if path.exists() else hub_name_split(str(source))[1]
+
+
 def _hub_rows(name: str) -> Iterator[tuple[int, Any]]:
     """`owner/name` or `owner/name:split` from the dataset hub (needs network or a cache)."""
     from datasets import load_dataset
 
-    dataset_name, _, split = name.partition(":")
+    dataset_name, split = hub_name_split(name)
     try:
-        table = load_dataset(dataset_name, split=split or "train")
+        table = load_dataset(dataset_name, split=split)
     except Exception as err:  # offline, unknown name, gated: all mean the same to the user
         raise PrepError(f"{name}: no such local file, and loading it as a hub dataset failed: {err}") from err
     yield from _table_rows(table)
