@@ -1,11 +1,14 @@
-"""Score a reward model on preference pairs: RewardBench-style accuracy, overall and per dataset.
+"""Score a reward model on preference pairs: RewardBench-style accuracy, overall, per dataset and split.
 
     python eval/run_reward_eval.py --model outputs/reward_ja --data data/reward_ja/eval.jsonl --out outputs/reward_ja_eval
     # the card's table, one row per model (e.g. the learning-rate sweep)
     python eval/run_reward_eval.py --compare outputs/reward_ja_lr*/eval/metrics.json
 
-PAIRS rows are {"prompt", "chosen", "rejected", "dataset"?} (prep_preference.py --format
-eval); rows without a dataset count under the file's name. Each response is scored as the
+PAIRS rows are {"prompt", "chosen", "rejected", "dataset"?, "split"?} (prep_preference.py
+--format eval); rows without a dataset or a split count under the file's name. Each
+dataset gets two figures: the card's, the mean of its per-split accuracies (the card
+averages HelpSteer3's train and validation accuracies), reported under the card's name
+for the dataset, and the accuracy of all its pairs pooled. Each response is scored as the
 single-turn conversation (user prompt, assistant response), tokenised with the
 checkpoint's own chat template exactly as Axolotl's bradley_terry.chat_template strategy
 tokenised it in training (same ids, same cut at --max-length). A pair is correct only if
@@ -28,10 +31,12 @@ from recipekit.eval_runner import EvalDataError, load_runs
 from recipekit.generation import ModelLoadError
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
+from recipekit.prep.preference import CARD_NAMES
 from recipekit.prep.runner import write_jsonl
-from recipekit.reporting import markdown_table, write_json
+from recipekit.reporting import fmt, markdown_table, write_json
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
+GROUP_FIELDS = ("dataset", "split")
 
 
 def read_pairs(path: str | Path) -> list[dict[str, Any]]:
@@ -43,11 +48,11 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
         for field in PAIR_FIELDS:
             if not isinstance(raw.get(field), str) or not raw[field].strip():
                 raise EvalDataError(f"{where}: field {field!r}: missing or not a non-empty string")
-        dataset = raw.get("dataset", path.stem)
-        if not isinstance(dataset, str) or not dataset.strip():
-            raise EvalDataError(f"{where}: field 'dataset': must be a non-empty string when given")
-        pairs.append({"id": str(raw.get("id", f"line-{line_no}")), "dataset": dataset,
-                      **{f: raw[f] for f in PAIR_FIELDS}})
+        groups = {field: raw.get(field, path.stem) for field in GROUP_FIELDS}
+        for field, value in groups.items():
+            if not isinstance(value, str) or not value.strip():
+                raise EvalDataError(f"{where}: field {field!r}: must be a non-empty string when given")
+        pairs.append({"id": str(raw.get("id", f"line-{line_no}")), **groups, **{f: raw[f] for f in PAIR_FIELDS}})
     if not pairs:
         raise EvalDataError(f"{path}: no pairs")
     return pairs
@@ -125,29 +130,51 @@ def accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float:
     return sum(c > r for c, r in zip(chosen, rejected)) / len(chosen)
 
 
-def pair_metrics(scored: list[dict[str, Any]]) -> dict[str, Any]:
-    def summary(rows):
-        return {"accuracy": accuracy([r["chosen_score"] for r in rows], [r["rejected_score"] for r in rows]),
-                "n": len(rows)}
-
+def _group(rows: list[dict[str, Any]], field: str) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in scored:
-        groups[row["dataset"]].append(row)
+    for row in rows:
+        groups[row[field]].append(row)
+    return dict(sorted(groups.items()))
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"accuracy": accuracy([r["chosen_score"] for r in rows], [r["rejected_score"] for r in rows]),
+            "n": len(rows)}
+
+
+def pair_metrics(scored: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled accuracy overall and per dataset; per dataset also each split's and their mean, the card's figure."""
+    per_dataset = {}
+    for name, rows in _group(scored, "dataset").items():
+        splits = {split: _summary(split_rows) for split, split_rows in _group(rows, "split").items()}
+        per_dataset[name] = {**_summary(rows), "split_mean_accuracy": sum(s["accuracy"] for s in splits.values())
+                             / len(splits), "per_split": splits}
     ties = sum(r["chosen_score"] == r["rejected_score"] for r in scored)
-    return {**summary(scored), "ties": ties, "per_dataset": {name: summary(rows) for name, rows in sorted(groups.items())}}
+    card = {CARD_NAMES.get(name, name): m["split_mean_accuracy"] for name, m in per_dataset.items()}
+    return {**_summary(scored), "ties": ties, "card": card, "per_dataset": per_dataset}
 
 
 def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
-    """The card's layout: one row per model, one column per dataset, then all pairs."""
+    """The card's layout, one row per model: per dataset the card's figure under the card's name and the
+    pooled accuracy beside it, then all pairs pooled; the last row gives the pair counts."""
     datasets = sorted({d for m in runs.values() for d in m["per_dataset"]})
-    header = ["", *datasets, "all"]
+    header = [""]
+    for d in datasets:
+        header += [CARD_NAMES.get(d, d), f"{CARD_NAMES.get(d, d)} pooled"]
     rows = []
     for name, m in runs.items():
-        cells = [f"{m['per_dataset'][d]['accuracy']:.4f}" if d in m["per_dataset"] else "n/a" for d in datasets]
-        rows.append([name, *cells, f"{m['accuracy']:.4f}"])
-    counts = ["n", *(str(next((m["per_dataset"][d]["n"] for m in runs.values() if d in m["per_dataset"]))) for d in datasets)]
+        cells = []
+        for d in datasets:
+            figures = m["per_dataset"].get(d, {})
+            cells += [fmt(figures.get("split_mean_accuracy"), digits=4), fmt(figures.get("accuracy"), digits=4)]
+        rows.append([name, *cells, fmt(m["accuracy"], digits=4)])
+    counts = ["n"]
+    for d in datasets:
+        figures = next(m["per_dataset"][d] for m in runs.values() if d in m["per_dataset"])
+        splits = figures.get("per_split", {})  # absent from metrics.json files written before splits
+        counts += [" + ".join(str(s["n"]) for s in splits.values()) or "n/a", str(figures["n"])]
     rows.append([*counts, str(next(iter(runs.values()))["n"])])
-    return markdown_table(header, rows)
+    return markdown_table([*header, "all"], rows)
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

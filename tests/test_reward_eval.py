@@ -100,10 +100,49 @@ def test_known_winners_and_ties(known_scorer, tmp_path, batch_size):
     assert scored[3]["chosen_score"] == scored[3]["rejected_score"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] == 0.5 and metrics["n"] == 4 and metrics["ties"] == 1
-    assert metrics["per_dataset"] == {"ds_a": {"accuracy": 1.0, "n": 2}, "ds_b": {"accuracy": 0.0, "n": 2}}
+    assert metrics["per_dataset"] == {  # rows without a split count under the file's name
+        "ds_a": {"accuracy": 1.0, "n": 2, "split_mean_accuracy": 1.0, "per_split": {"pairs": {"accuracy": 1.0, "n": 2}}},
+        "ds_b": {"accuracy": 0.0, "n": 2, "split_mean_accuracy": 0.0, "per_split": {"pairs": {"accuracy": 0.0, "n": 2}}}}
     table = (out / "metrics.md").read_text()
-    assert table.splitlines()[0] == "|  | ds_a | ds_b | all |"
-    assert "| known | 1.0000 | 0.0000 | 0.5000 |" in table
+    assert table.splitlines()[0] == "|  | ds_a | ds_a pooled | ds_b | ds_b pooled | all |"
+    assert "| known | 1.0000 | 1.0000 | 0.0000 | 0.0000 | 0.5000 |" in table
+
+
+SPLIT_PAIRS = [  # (dataset, split or None, chosen wins?): HelpSteer3 train 2 of 3, validation 1 of 1
+    ("helpsteer3", "train", True), ("helpsteer3", "train", True), ("helpsteer3", "train", False),
+    ("helpsteer3", "validation", True),
+    ("llm-jp-chatbot-arena", None, True), ("llm-jp-chatbot-arena", None, False),
+]
+
+
+def test_the_cards_figure_is_the_mean_of_the_split_accuracies_beside_the_pooled_one(known_scorer, tmp_path, capsys):
+    rows = []
+    for index, (dataset, split, wins) in enumerate(SPLIT_PAIRS):
+        good, bad = f"はい{index}!", f"いいえ{index}?"
+        row = {"dataset": dataset, "prompt": f"質問{index}", "chosen": good if wins else bad,
+               "rejected": bad if wins else good}
+        rows.append({**row, "split": split} if split else row)  # arena rows as older prep wrote them
+    data = write_lines(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    assert main(["--model", str(known_scorer), "--data", str(data), "--out", str(out), "--dtype", "float32"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    card_helpsteer3 = (2 / 3 + 1 / 1) / 2
+    assert metrics["per_dataset"]["helpsteer3"] == {
+        "accuracy": 3 / 4, "n": 4, "split_mean_accuracy": card_helpsteer3,
+        "per_split": {"train": {"accuracy": 2 / 3, "n": 3}, "validation": {"accuracy": 1.0, "n": 1}}}
+    assert metrics["per_dataset"]["llm-jp-chatbot-arena"]["per_split"] == {"pairs": {"accuracy": 0.5, "n": 2}}
+    assert metrics["card"] == {"HelpSteer3": card_helpsteer3, "llm-jp-chatbot-arena": 0.5}
+    assert metrics["accuracy"] == 4 / 6 and metrics["n"] == 6
+    assert (out / "metrics.md").read_text().splitlines() == [
+        "|  | HelpSteer3 | HelpSteer3 pooled | llm-jp-chatbot-arena | llm-jp-chatbot-arena pooled | all |",
+        "|---|---|---|---|---|---|",
+        "| known | 0.8333 | 0.7500 | 0.5000 | 0.5000 | 0.6667 |",
+        "| n | 3 + 1 | 4 | 2 | 2 | 6 |"]
+    old = write_lines(tmp_path / "old_metrics.json", [{"accuracy": 0.5, "n": 4, "ties": 0,
+                                                       "per_dataset": {"helpsteer3": {"accuracy": 0.5, "n": 4}}}])
+    capsys.readouterr()
+    assert main(["--compare", str(out / "metrics.json"), str(old), "--names", "new", "old"]) == 0
+    assert "| old | n/a | 0.5000 | n/a | n/a | 0.5000 |" in capsys.readouterr().out  # written before splits
 
 
 def test_cli_on_the_tiny_reward_model(tiny_model, tmp_path):

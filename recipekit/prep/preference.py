@@ -28,6 +28,9 @@ from recipekit.prep.rows import FieldError, source_split
 from recipekit.prep.runner import Drop, Stats, base_parser, cli, collect_located, finish
 from recipekit.prep.shapes import messages_of
 
+# The datasets recognised here, as the reward card's table names them.
+CARD_NAMES = {"helpsteer3": "HelpSteer3", "llm-jp-chatbot-arena": "llm-jp-chatbot-arena"}
+
 
 def _single_prompt(turns: list[dict[str, str]], field: str) -> str | Drop:
     users = [t for t in turns if t["role"] == "user"]
