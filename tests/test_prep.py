@@ -207,6 +207,10 @@ def test_sppo_prompt_limit_without_a_tokenizer_is_an_error(tmp_path, capsys):
         sppo_prompts.main(["--input", str(RAW / "ultrafeedback_prompts.jsonl"), "--output", str(tmp_path / "p.jsonl")])
     assert stop.value.code == 2
     assert "--max-prompt-tokens 512 counts tokens with the policy's tokenizer: pass --tokenizer" in capsys.readouterr().err
+    missing = tmp_path / "no-such-tokenizer"
+    assert sppo_prompts.main(["--input", str(RAW / "ultrafeedback_prompts.jsonl"), "--output", str(tmp_path / "p.jsonl"),
+                              "--tokenizer", str(missing)]) == 2
+    assert f"{missing}: cannot load its tokenizer" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from recipekit.prep import rows as fields
-from recipekit.prep.lengths import load_tokenizer
 from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, base_parser, cli, collect_located, dedupe, finish
 from recipekit.prep.shapes import messages_of
 from recipekit.prep.split import disjoint_parts
-from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit
+from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
 
 
 def part_path(output: Path, index: int) -> Path:
@@ -66,7 +65,8 @@ def _run(argv: list[str] | None) -> int:
 
     located = dedupe(collect_located(args.input, convert, stats, args.skip_invalid), lambda r: r[2]["prompt"], stats)
     if args.max_prompt_tokens:
-        located = drop_long_prompts(located, load_tokenizer(args.tokenizer), args.max_prompt_tokens, args.field, stats)
+        tokenizer = policy_tokenizer(args.tokenizer, PrepError)
+        located = drop_long_prompts(located, tokenizer, args.max_prompt_tokens, args.field, stats)
         if not located:
             raise PrepError(f"every prompt is over --max-prompt-tokens {args.max_prompt_tokens}")
     parts = disjoint_parts([record for _, _, record in located], args.parts, args.seed)

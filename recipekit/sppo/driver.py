@@ -52,14 +52,13 @@ from recipekit.sppo.generate import (
     free_accelerator_memory,
     greedy_responses,
     open_policy,
-    policy_tokenizer,
     read_prompts,
     sample_responses,
     sampling_settings,
     split_holdout,
 )
 from recipekit.sppo.pairs import build_pair
-from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit
+from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
 from recipekit.sppo.rankers import RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import iteration_row, win_rate, write_summary
@@ -112,7 +111,8 @@ def policy_prompts(args, it: Iteration) -> tuple[list[dict[str, str]], dict[str,
     rows = read_prompts(it.prompts_path, args.limit)
     too_long = {}
     if args.max_prompt_tokens:
-        too_long = over_limit(policy_tokenizer(it.start_model), [r["prompt"] for r in rows], args.max_prompt_tokens)
+        tokenizer = policy_tokenizer(it.start_model, ModelLoadError)
+        too_long = over_limit(tokenizer, [r["prompt"] for r in rows], args.max_prompt_tokens)
     write_jsonl(it.prompt_rejects, [RowError(str(it.prompts_path), int(rows[i]["id"]), "prompt", reason,
                                              raw={"prompt": rows[i]["prompt"]}).as_reject()
                                     for i, reason in too_long.items()])

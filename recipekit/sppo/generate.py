@@ -21,9 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from recipekit.checkpoint import load_tokenizer, require_chat_template
 from recipekit.eval_runner import open_generator
-from recipekit.generation import ModelLoadError, Sampling
+from recipekit.generation import Sampling
 from recipekit.predictions import PredictionStore
 from recipekit.prep import rows as fields
 from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
@@ -68,16 +67,6 @@ def split_holdout(rows: list[dict[str, str]], holdout: int, source: Path | str) 
         raise PromptFileError(f"{source}: {len(rows)} prompts cannot hold out {holdout} for the win-rate "
                               "and keep at least one to train on; change --holdout or --limit")
     return rows[:-holdout], rows[-holdout:]
-
-
-def policy_tokenizer(model: str):
-    """The tokenizer a generator over `model` prompts with, without loading the weights."""
-    try:
-        tokenizer = load_tokenizer(model)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"{model}: cannot load its tokenizer ({err})") from err
-    require_chat_template(tokenizer, model, ModelLoadError)
-    return tokenizer
 
 
 def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = 8):

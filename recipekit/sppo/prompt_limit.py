@@ -14,6 +14,19 @@ from recipekit.chat_format import inference_prompt
 DEFAULT_MAX_PROMPT_TOKENS = 512  # the card's max prompt length
 
 
+def policy_tokenizer(model: str, error: type[Exception]):
+    """The tokenizer `model` is prompted with, without its weights; `error` (the caller's own type)
+    if it cannot be loaded or has no chat template to render prompts with."""
+    from recipekit.checkpoint import load_tokenizer, require_chat_template  # imports torch: only when counting
+
+    try:
+        tokenizer = load_tokenizer(model)
+    except (OSError, ValueError) as err:
+        raise error(f"{model}: cannot load its tokenizer ({err})") from err
+    require_chat_template(tokenizer, model, error)
+    return tokenizer
+
+
 def chat_prompt(tokenizer, prompt: str) -> str:
     """The text the policy generates from for a user prompt."""
     return inference_prompt(tokenizer, [{"role": "user", "content": prompt}])
