@@ -75,6 +75,53 @@ def test_supervisor_rows_split_by_label_and_balance_train_only(tmp_path, capsys)
     assert (tmp_path / "t2.jsonl").read_bytes() == test.read_bytes()
 
 
+def test_supervisor_test_counts_hold_out_exact_label_counts(tmp_path):
+    source = RAW / "supervisor_judged.jsonl"  # 58 correct, 92 incorrect
+
+    def split(name, *flags):
+        train, test = tmp_path / f"{name}_train.jsonl", tmp_path / f"{name}_test.jsonl"
+        _run(supervisor, "--input", source, "--output", train, "--test-output", test, *flags)
+        return train, test
+
+    train, test = split("a", "--test-counts", "correct=20,incorrect=10", "--seed", 3)
+    assert Counter(r["label"] for r in _read(test)) == {"correct": 20, "incorrect": 10}
+    assert Counter(r["label"] for r in _read(train)) == {"correct": 38, "incorrect": 82}
+    assert {r["id"] for r in _read(train)} | {r["id"] for r in _read(test)} == {r["id"] for r in _read(source)}
+    # seeded: the same seed draws the same rows, another seed other rows
+    again = split("b", "--test-counts", "correct=20,incorrect=10", "--seed", 3)
+    other = split("c", "--test-counts", "correct=20,incorrect=10", "--seed", 4)
+    assert again[0].read_bytes() == train.read_bytes() and again[1].read_bytes() == test.read_bytes()
+    assert other[1].read_bytes() != test.read_bytes()
+    # the proportional split of 30 holds 12/18; asking for those counts draws the very same rows
+    proportional = split("d", "--split-test", 30, "--seed", 3)
+    exact = split("e", "--test-counts", "incorrect=18, correct=12", "--seed", 3)
+    assert Counter(r["label"] for r in _read(proportional[1])) == {"correct": 12, "incorrect": 18}
+    assert exact[1].read_bytes() == proportional[1].read_bytes()
+
+
+def test_supervisor_test_counts_beyond_the_data_is_an_error(tmp_path, capsys):
+    code = supervisor.main(["--input", str(RAW / "supervisor_judged.jsonl"), "--output", str(tmp_path / "o.jsonl"),
+                            "--test-output", str(tmp_path / "t.jsonl"), "--test-counts", "correct=59,incorrect=10"])
+    assert code == 2
+    assert "--test-counts asks for 59 'correct' rows but the data has 58" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize("value, words", [
+    ("correct=5,maybe=3", "unknown class 'maybe' (classes: correct, incorrect)"),
+    ("correct:5", "'correct:5' is not CLASS=COUNT"),
+    ("correct=-1", "'correct=-1' is not CLASS=COUNT"),
+    ("correct=1,correct=2", "class 'correct' is given twice"),
+    ("correct=0", "every count is 0; nothing to hold out"),
+])
+def test_supervisor_malformed_test_counts_name_the_flag(value, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        supervisor.main(["--input", str(RAW / "supervisor_judged.jsonl"), "--output", str(tmp_path / "o.jsonl"),
+                         "--test-output", str(tmp_path / "t.jsonl"), "--test-counts", value])
+    assert exit_info.value.code == 2
+    assert f"--test-counts: {words}" in capsys.readouterr().err
+
+
 def test_supervisor_passes_conversation_rows_through(tmp_path):
     source = tmp_path / "in.jsonl"
     rows = _read(PREPARED / "supervisor_stage2_test.jsonl")[:3]
@@ -231,11 +278,12 @@ def test_eval_pairs_keep_the_split_they_came_from(tmp_path):
     assert source_split("nvidia/HelpSteer3:validation") == "validation" and source_split("nvidia/HelpSteer3") == "train"
 
 
-@pytest.mark.parametrize("flag", ["--split-test", "--test-output"])
-def test_split_flags_go_together(flag, tmp_path):
-    with pytest.raises(SystemExit):
-        supervisor.main(["--input", str(RAW / "supervisor_judged.jsonl"), "--output", str(tmp_path / "o.jsonl"),
-                         flag, "5" if flag == "--split-test" else str(tmp_path / "t.jsonl")])
+@pytest.mark.parametrize("flags", [["--split-test", "5"], ["--test-counts", "correct=5"], ["--test-output", "t.jsonl"],
+                                   ["--split-test", "5", "--test-counts", "correct=5", "--test-output", "t.jsonl"]])
+def test_split_flags_go_together(flags, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        supervisor.main(["--input", str(RAW / "supervisor_judged.jsonl"), "--output", str(tmp_path / "o.jsonl"), *flags])
+    assert exit_info.value.code == 2
 
 
 def test_parquet_input_reads_like_jsonl(tmp_path):

@@ -9,7 +9,7 @@ assistant text is never touched.
 
     python dataset_prep/prep_supervisor.py --input judged.jsonl \\
         --output data/supervisor/stage2_train.jsonl \\
-        --split-test 199 --test-output data/supervisor/stage2_test.jsonl --balance \\
+        --test-counts correct=52,incorrect=147 --test-output data/supervisor/stage2_test.jsonl --balance \\
         --tokenizer google/gemma-4-12B-it --max-tokens 4096
 """
 
@@ -27,7 +27,7 @@ from recipekit.prep.lengths import load_tokenizer, token_length
 from recipekit.prep.rows import FieldError
 from recipekit.prep.runner import Stats, base_parser, cli, collect, finish
 from recipekit.prep.shapes import conversation, messages_of
-from recipekit.prep.split import oversample, stratified_split
+from recipekit.prep.split import class_count_split, oversample, parse_class_counts, stratified_split
 
 LABELS = ("correct", "incorrect")
 DEFAULT_SYSTEM = "당신은 상담 챗봇 답변의 품질 평가자입니다. 답변을 문서와 대조해 판정하세요."
@@ -116,6 +116,10 @@ def clip_user_text(record: dict[str, Any], tokenizer, max_tokens: int) -> bool:
     return True
 
 
+def _label(record: dict[str, Any]) -> str:
+    return record["label"]
+
+
 def main(argv: list[str] | None = None) -> int:
     return cli(_run, argv)
 
@@ -124,12 +128,20 @@ def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt of rows that bring none")
     parser.add_argument("--max-tokens", type=int, default=4096, help="clip user text to fit (needs --tokenizer)")
-    parser.add_argument("--split-test", type=int, metavar="K", help="hold out K rows, stratified by label")
+    held_out = parser.add_mutually_exclusive_group()
+    held_out.add_argument("--split-test", type=int, metavar="K", help="hold out K rows, stratified by label")
+    held_out.add_argument("--test-counts", metavar="LABEL=N,…",
+                          help="hold out exactly N rows of each label, e.g. the card's correct=52,incorrect=147")
     parser.add_argument("--test-output", type=Path, help="JSONL file of the held-out rows")
     parser.add_argument("--balance", action="store_true", help="oversample the minority label in the training split")
     args = parser.parse_args(argv)
-    if (args.split_test is None) != (args.test_output is None):
-        parser.error("--split-test and --test-output go together")
+    if (args.split_test is None and args.test_counts is None) != (args.test_output is None):
+        parser.error("--test-output goes with --split-test or --test-counts")
+    if args.test_counts is not None:
+        try:
+            args.test_counts = parse_class_counts(args.test_counts, LABELS)
+        except ValueError as err:
+            parser.error(f"--test-counts: {err}")
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     stats = Stats()
 
@@ -142,9 +154,10 @@ def _run(argv: list[str] | None) -> int:
     records = collect(args.input, convert, stats, args.skip_invalid)
     outputs = {}
     if args.split_test is not None:
-        records, test = stratified_split(records, lambda r: r["label"], args.split_test, args.seed)
-        outputs[args.test_output] = test
+        records, outputs[args.test_output] = stratified_split(records, _label, args.split_test, args.seed)
+    elif args.test_counts is not None:
+        records, outputs[args.test_output] = class_count_split(records, _label, args.test_counts, args.seed)
     if args.balance:
-        records = oversample(records, lambda r: r["label"], args.seed)
+        records = oversample(records, _label, args.seed)
     outputs = {args.output: records, **outputs}
     return finish(args, stats, outputs, messages_of)
