@@ -122,6 +122,23 @@ def test_supervisor_malformed_test_counts_name_the_flag(value, words, tmp_path, 
     assert f"--test-counts: {words}" in capsys.readouterr().err
 
 
+def test_supervisor_default_prompt_is_the_cards_in_training_and_scoring(tmp_path, tiny_model):
+    from recipekit.chat_format import inference_prompt, render
+    from recipekit.supervisor_eval import read_test_rows
+
+    card_system = "당신은 전자제품 CS 챗봇의 품질을 평가하는 수퍼바이저입니다."
+    out = tmp_path / "rows.jsonl"
+    _run(supervisor, "--input", RAW / "supervisor_judged.jsonl", "--output", out)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model("gemma4"))
+    row = read_test_rows(out)[0]
+    for text in (render(tokenizer, row["messages"]), inference_prompt(tokenizer, row["messages"])):
+        assert text.startswith(f"<bos><|turn>system\n{card_system}<turn|>\n<|turn>user\n[Category] ")
+    assert inference_prompt(tokenizer, row["messages"]).endswith("<turn|>\n<|turn>model\n")
+    # the prepared fixtures the demo and the scorer tests read carry it too
+    for name in ("supervisor_stage2_train.jsonl", "supervisor_stage2_test.jsonl"):
+        assert {r["conversations"][0]["value"] for r in _read(PREPARED / name)} == {card_system}
+
+
 def test_supervisor_passes_conversation_rows_through(tmp_path):
     source = tmp_path / "in.jsonl"
     rows = _read(PREPARED / "supervisor_stage2_test.jsonl")[:3]

@@ -30,7 +30,8 @@ from recipekit.prep.shapes import conversation, messages_of
 from recipekit.prep.split import class_count_split, oversample, parse_class_counts, stratified_split
 
 LABELS = ("correct", "incorrect")
-DEFAULT_SYSTEM = "당신은 상담 챗봇 답변의 품질 평가자입니다. 답변을 문서와 대조해 판정하세요."
+# The card's SYSTEM prompt, verbatim: the model is trained and, through the training rendering, scored with it.
+DEFAULT_SYSTEM = "당신은 전자제품 CS 챗봇의 품질을 평가하는 수퍼바이저입니다."
 _JUDGEMENT = re.compile(r"\A<think>\n(?P<think>.*\S.*)\n</think>\n(?P<verdict>\{.*\})\Z", re.S)
 
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
-    parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt of rows that bring none")
+    parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt of rows that bring none (default: the card's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="clip user text to fit (needs --tokenizer)")
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--split-test", type=int, metavar="K", help="hold out K rows, stratified by label")
