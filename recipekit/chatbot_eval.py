@@ -32,7 +32,7 @@ from recipekit.eval_runner import (
 )
 from recipekit.generation import TransformersGenerator
 from recipekit.manifest import write_manifest
-from recipekit.metrics.text import bleu4, chrf, rouge_l, text_scores
+from recipekit.metrics.text import bertscore_label, bleu4, chrf, rouge_l, text_scores
 from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.perplexity import perplexity, reference_nll
 from recipekit.predictions import PredictionsError, read_predictions
@@ -40,14 +40,14 @@ from recipekit.reporting import bar_chart_png, fmt, markdown_table, unavailable_
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")
 GROUPINGS = ("category", "intent")
-OVERALL_ROWS = (  # (label in the table, key)
+OVERALL_ROWS = (  # (label in the table, key); a label of None is named from the runs
     ("n", "n"),
-    ("ROUGE-L", "rouge_l"),
+    ("ROUGE-L (Hangul/CJK-aware)", "rouge_l"),
     ("BLEU-4", "bleu4"),
     ("chrF", "chrf"),
     ("Perplexity (references)", "perplexity"),
-    ("ROUGE-L (ASCII tokenizer)", "rouge_l_ascii"),
-    ("BERTScore-F1", "bertscore_f1"),
+    ("ROUGE-L (ASCII tokens)", "rouge_l_ascii"),
+    (None, "bertscore_f1"),
     ("SBERT-cos", "sbert_cos"),
 )
 
@@ -115,7 +115,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     _check_nll(rows, predictions_path)
     outputs = [strip_special_tokens(r["output"]) for r in rows]
     texts = text_scores(outputs, [r["reference"] for r in rows], bleu_tokenize=args.bleu_tokenize,
-                        bertscore_model=args.bertscore_model, bertscore_layers=args.bertscore_layers,
+                        bertscore_model=args.bertscore_model, bertscore_layer=args.bertscore_layer,
                         sbert_model=args.sbert_model)
     metrics: dict[str, Any] = {"n": len(rows), **texts.values, "perplexity": _perplexity(rows),
                                "ref_tokens": sum(r["ref_tokens"] or 0 for r in rows)}
@@ -142,7 +142,8 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
 
 def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
     """One column per run, then each run's per-category and per-intent tables."""
-    text = markdown_table(["Metric", *runs], [[label, *(fmt(m.get(key)) for m in runs.values())]
+    text = markdown_table(["Metric", *runs], [[label or bertscore_label(list(runs.values())),
+                                               *(fmt(m.get(key)) for m in runs.values())]
                                               for label, key in OVERALL_ROWS])
     for name, m in runs.items():
         for field in GROUPINGS:

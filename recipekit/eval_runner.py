@@ -27,6 +27,7 @@ from recipekit.generation import (
 )
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
+from recipekit.metrics.text import MetricArgumentError
 from recipekit.predictions import PredictionsError, PredictionStore
 
 
@@ -122,7 +123,9 @@ def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new
 def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a, intl, char, flores200, ko-mecab...)")
     parser.add_argument("--bertscore-model", help="encoder for BERTScore (path or hub name)")
-    parser.add_argument("--bertscore-layers", type=int, help="layer BERTScore reads (default: the last)")
+    parser.add_argument("--bertscore-layer", "--bertscore-layers", type=int, metavar="N",
+                        help="hidden layer BERTScore reads (default: bert-score's recommended layer for the "
+                             "model, or its last layer when bert-score does not list it, e.g. a local path)")
     parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
 
 
@@ -143,7 +146,8 @@ def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace]
                 raise SystemExit("--data is required to generate (or pass --score-only)")
             predictions = generate(args)
         metrics = score(predictions, args.out, args)
-    except (EvalDataError, PredictionsError, ModelLoadError, ConversationError, FileNotFoundError) as err:
+    except (EvalDataError, PredictionsError, ModelLoadError, ConversationError, MetricArgumentError,
+            FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown({Path(args.out).name: metrics}))

@@ -26,21 +26,21 @@ from recipekit.eval_runner import (
     run_scorer,
 )
 from recipekit.manifest import write_manifest
-from recipekit.metrics.text import text_scores
+from recipekit.metrics.text import bertscore_label, text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
 from recipekit.predictions import PredictionsError, read_predictions
 from recipekit.reporting import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
-CARD_ROWS = (  # (label in the table, key, shown as percent)
+CARD_ROWS = (  # (label in the table, key, shown as percent); a label of None is named from the runs
     ("Parse-fail rate", "parse_fail_rate", True),
     ("Accuracy", "accuracy", True),
     ("Macro-F1", "macro_f1", False),
     ("chrF", "chrf", False),
-    ("ROUGE-L", "rouge_l", False),
-    ("ROUGE-L (ASCII tokenizer)", "rouge_l_ascii", False),
+    ("ROUGE-L (ASCII tokens, card-comparable)", "rouge_l_ascii", False),
+    ("ROUGE-L (Hangul/CJK-aware)", "rouge_l", False),
     ("BLEU-4", "bleu4", False),
-    ("BERTScore-F1", "bertscore_f1", False),
+    (None, "bertscore_f1", False),
     ("SBERT-cos", "sbert_cos", False),
 )
 
@@ -82,7 +82,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     texts = text_scores(
         [strip_special_tokens(r["output"]) for r in rows], [r["reference"] for r in rows],
         bleu_tokenize=args.bleu_tokenize, bertscore_model=args.bertscore_model,
-        bertscore_layers=args.bertscore_layers, sbert_model=args.sbert_model,
+        bertscore_layer=args.bertscore_layer, sbert_model=args.sbert_model,
     )
     metrics.update(texts.values)
     metrics["unavailable"] = texts.unavailable
@@ -97,7 +97,8 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
 def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
     """The card's layout: one column per run, then each run's per-class table."""
     header = ["Metric", *runs]
-    rows = [[label, *(fmt(m.get(key), percent) for m in runs.values())] for label, key, percent in CARD_ROWS]
+    rows = [[label or bertscore_label(list(runs.values())), *(fmt(m.get(key), percent) for m in runs.values())]
+            for label, key, percent in CARD_ROWS]
     text = markdown_table(header, rows)
     for name, m in runs.items():
         per_class = [[c, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"]]

