@@ -65,3 +65,12 @@ def inference_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     if cut < 0:
         raise ConversationError("the chat template dropped the assistant reply; cannot build a prompt")
     return text[:cut]
+
+
+def prompt_token_ids(tokenizer, text: str) -> list[int]:
+    """The ids a model is fed for chat-template text, by every generation backend and scorer.
+
+    The template already wrote BOS where the family wants one, so the tokenizer must add
+    no special token of its own (a second BOS changes what Gemma computes).
+    """
+    return tokenizer(text, add_special_tokens=False).input_ids

@@ -1,9 +1,11 @@
 """Text generation for the scorers and the self-play loop: transformers or vLLM.
 
 Transformers generation is batched with left padding, prompts sorted by length so a batch
-wastes little on padding; vLLM is used when asked for and installed. Either way a row's
-output is the generated text up to (not including) the first stop token, special tokens
-kept, so scorers see exactly what the model wrote.
+wastes little on padding; vLLM is used when asked for and installed. Both backends are fed
+the same token ids, made from the rendered prompt by `prompt_token_ids` (vLLM gets them as
+token prompts: given a string it would add a BOS before the one the template wrote). Either
+way a row's output is the generated text up to (not including) the first stop token,
+special tokens kept, so scorers see exactly what the model wrote.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from recipekit.chat_format import prompt_token_ids
 from recipekit.checkpoint import default_device, has_tokenizer, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 
@@ -86,11 +89,11 @@ class TransformersGenerator:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def _batch(self, prompts: list[str], sampling: Sampling) -> list[Generated]:
+    def _batch(self, ids: list[list[int]], sampling: Sampling) -> list[Generated]:
         import torch
 
         self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        enc = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
         torch.manual_seed(sampling.seed)
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sampling.do_sample,
                       eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
@@ -111,14 +114,14 @@ class TransformersGenerator:
     def generate(self, prompts: Sequence[str], sampling: Sampling,
                  on_done: Callable[[int, Generated], None] | None = None, desc: str = "generating") -> list[Generated]:
         """Generate for every prompt; `on_done(index, result)` fires as each batch finishes."""
-        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         results: list[Generated | None] = [None] * len(prompts)
         tokens, start = 0, time.perf_counter()
         with tqdm(total=len(prompts), desc=desc, unit="row") as bar:
             for first in range(0, len(order), self.batch_size):
                 chunk = order[first:first + self.batch_size]
-                for index, result in zip(chunk, self._batch([prompts[i] for i in chunk], sampling)):
+                for index, result in zip(chunk, self._batch([ids[i] for i in chunk], sampling)):
                     results[index] = result
                     tokens += result.new_tokens
                     if on_done:
@@ -155,7 +158,9 @@ class VllmGenerator:
         results = []
         # Chunks, so an interrupted run keeps what the finished chunks produced.
         for first in range(0, len(prompts), self.chunk_size):
-            outputs = self.llm.generate(list(prompts[first:first + self.chunk_size]), params, use_tqdm=True)
+            chunk = [{"prompt_token_ids": prompt_token_ids(self.tokenizer, p)}
+                     for p in prompts[first:first + self.chunk_size]]
+            outputs = self.llm.generate(chunk, params, use_tqdm=True)
             for offset, out in enumerate(outputs):
                 completion = out.outputs[0]
                 result = Generated(completion.text, len(completion.token_ids), completion.finish_reason == "stop")

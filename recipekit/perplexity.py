@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from recipekit.chat_format import prompt_token_ids
+
 
 def reply_token_ids(tokenizer, prompt: str, reply: str) -> tuple[list[int], list[int]]:
     """(prompt ids, reply ids): the reply's tokens as they follow the prompt.
@@ -19,11 +21,11 @@ def reply_token_ids(tokenizer, prompt: str, reply: str) -> tuple[list[int], list
     crosses the boundary (the prompt's ids are then no prefix), the reply is tokenised
     on its own instead.
     """
-    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    joint = tokenizer(prompt + reply, add_special_tokens=False).input_ids
+    prompt_ids = prompt_token_ids(tokenizer, prompt)
+    joint = prompt_token_ids(tokenizer, prompt + reply)
     if joint[: len(prompt_ids)] == prompt_ids:
         return prompt_ids, joint[len(prompt_ids):]
-    return prompt_ids, tokenizer(reply, add_special_tokens=False).input_ids
+    return prompt_ids, prompt_token_ids(tokenizer, reply)
 
 
 def reference_nll(model, tokenizer, prompt: str, reply: str) -> tuple[float, int]:

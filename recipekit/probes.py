@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recipekit.chat_format import render
+from recipekit.chat_format import prompt_token_ids, render
 
 PROBE_CONVERSATIONS: tuple[tuple[dict[str, str], ...], ...] = (
     (
@@ -47,8 +47,7 @@ def probe_logits(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
     device = next(model.parameters()).device
     outputs = []
     for text in texts:
-        # The rendered template already carries BOS where the family wants it.
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+        ids = torch.tensor([prompt_token_ids(tokenizer, text)], device=device)
         outputs.append(model(input_ids=ids).logits.float().cpu())
     return outputs
 
