@@ -1,8 +1,9 @@
-"""Loading and saving standalone checkpoints: model class, dtype, tokenizer, generation config.
+"""Loading and saving standalone checkpoints: model class, dtype, attention kernel, tokenizer,
+generation config.
 
-Shared by the merge and the 4-bit export, which both read a checkpoint, change its weights
-and write a new directory that must load with `from_pretrained` and generate with the right
-stop tokens.
+Every model that generates, judges or scores is loaded here. The merge and the 4-bit
+export also write a new directory that must load with `from_pretrained` and generate with
+the right stop tokens.
 """
 
 from __future__ import annotations
@@ -32,24 +33,51 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def model_class(path: str | Path):
+def model_class(config):
     """AutoModelForSequenceClassification for reward models, AutoModelForCausalLM otherwise."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a model checkpoint ({err})") from err
     architectures = getattr(config, "architectures", None) or []
     if any(name.endswith("ForSequenceClassification") for name in architectures):
         return AutoModelForSequenceClassification
     return AutoModelForCausalLM
 
 
-def load_model(path: str | Path, dtype: torch.dtype | None, device: str, **kwargs):
-    """Load `path` for inference; dtype None keeps the dtype the checkpoint was saved in."""
-    cls = model_class(path)
-    model = cls.from_pretrained(path, dtype=dtype or "auto", device_map={"": device}, **kwargs)
+def attention_implementation(config, device: str, dtype: torch.dtype | None) -> str | None:
+    """An attention kernel that applies the model's attention-logit soft-cap, or None for the default.
+
+    SDPA (transformers' default) silently skips the tanh cap Gemma 2 puts on its attention
+    scores, so such a model would generate and score as a different function from the one
+    trained with flash-attention. Flash-attention 2 applies the cap but only runs in half
+    precision on CUDA; eager applies it everywhere. `dtype` None means the checkpoint's own.
+    """
+    from transformers.utils import is_flash_attn_2_available
+
+    text = config.get_text_config(decoder=True)  # multimodal configs nest the decoder's
+    if getattr(text, "attn_logit_softcapping", None) is None:
+        return None
+    dtype = dtype or text.dtype or config.dtype
+    if str(device).startswith("cuda") and dtype in (torch.float16, torch.bfloat16) and is_flash_attn_2_available():
+        return "flash_attention_2"
+    return "eager"
+
+
+def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, **kwargs):
+    """Load `path` for inference; dtype None or "auto" keeps the dtype the checkpoint was saved in.
+
+    Every model that generates, judges or scores here is loaded through this, so each gets
+    an attention kernel that computes what training computed (`attention_implementation`).
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a model checkpoint ({err})") from err
+    if isinstance(dtype, str):
+        dtype = None if dtype == "auto" else getattr(torch, dtype)
+    kwargs.setdefault("attn_implementation", attention_implementation(config, device, dtype))
+    model = model_class(config).from_pretrained(path, dtype=dtype or "auto", device_map={"": device}, **kwargs)
     return model.eval()
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.chat_format import prompt_token_ids
-from recipekit.checkpoint import default_device, has_tokenizer, require_chat_template
+from recipekit.checkpoint import default_device, has_tokenizer, load_model, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 
 END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
@@ -47,8 +47,7 @@ class Generated:
 def load_chat_model(model: str | None = None, base: str | None = None, adapters: Sequence[str] = (),
                     dtype: str = "auto", device: str | None = None):
     """(model, tokenizer) from a merged checkpoint, or from a base plus LoRA adapters applied in order."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if bool(model) == bool(base):
         raise ModelLoadError("give either --model (a merged checkpoint) or --base with --adapter")
@@ -56,9 +55,7 @@ def load_chat_model(model: str | None = None, base: str | None = None, adapters:
     tokenizer_source = next((a for a in reversed(adapters) if has_tokenizer(a)), source)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     require_chat_template(tokenizer, tokenizer_source, ModelLoadError)
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    device = device or default_device()
-    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    lm = load_model(source, dtype, device or default_device())
     if adapters:
         from peft import PeftModel
 
@@ -66,7 +63,7 @@ def load_chat_model(model: str | None = None, base: str | None = None, adapters:
             lm.resize_token_embeddings(len(tokenizer))
         for adapter in adapters:
             lm = PeftModel.from_pretrained(lm, adapter).merge_and_unload()
-    return lm.to(device).eval(), tokenizer
+    return lm.eval(), tokenizer
 
 
 def stop_token_ids(tokenizer, model=None) -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.atomic import atomic_write_text
-from recipekit.checkpoint import default_device, require_chat_template
+from recipekit.checkpoint import default_device, load_model, require_chat_template
 from recipekit.eval_runner import EvalDataError, load_runs
 from recipekit.generation import ModelLoadError
 from recipekit.jsonl import iter_json_objects
@@ -77,8 +77,7 @@ def reward_input_ids(tokenizer, prompt: str, response: str, system: str = "", ma
 
 def load_reward_model(path: str, dtype: str = "auto", device: str | None = None):
     """(model, tokenizer) of a sequence-classification checkpoint with one score and a chat template."""
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     try:
         config = AutoConfig.from_pretrained(path)
@@ -91,14 +90,13 @@ def load_reward_model(path: str, dtype: str = "auto", device: str | None = None)
         raise ModelLoadError(f"{path}: a reward model has one score, this one has num_labels={config.num_labels}")
     tokenizer = AutoTokenizer.from_pretrained(path)
     require_chat_template(tokenizer, path, ModelLoadError)
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype="auto" if dtype == "auto" else getattr(torch, dtype))
+    model = load_model(path, dtype, device or default_device())
     # As in training: the score is read at the last token that is not padding.
     if model.config.pad_token_id is None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
-    device = device or default_device()
-    return model.to(device).eval(), tokenizer
+    return model, tokenizer
 
 
 def score_sequences(model, sequences: Sequence[list[int]], batch_size: int = 8, desc: str = "scoring") -> list[float]:
