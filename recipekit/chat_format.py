@@ -9,7 +9,7 @@ Gemma 4, whose generation prompt adds an empty thought channel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 ROLE_ALIASES = {
     "system": "system",
@@ -67,10 +67,16 @@ def inference_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     return text[:cut]
 
 
-def prompt_token_ids(tokenizer, text: str) -> list[int]:
-    """The ids a model is fed for chat-template text, by every generation backend and scorer.
+def prompt_token_ids_batch(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """The ids a model is fed for chat-template texts, by every generation backend and scorer,
+    in one batched tokenizer call.
 
     The template already wrote BOS where the family wants one, so the tokenizer must add
     no special token of its own (a second BOS changes what Gemma computes).
     """
-    return tokenizer(text, add_special_tokens=False).input_ids
+    return tokenizer(list(texts), add_special_tokens=False).input_ids
+
+
+def prompt_token_ids(tokenizer, text: str) -> list[int]:
+    """`prompt_token_ids_batch` of one text."""
+    return prompt_token_ids_batch(tokenizer, [text])[0]

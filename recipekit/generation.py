@@ -2,7 +2,7 @@
 
 Transformers generation is batched with left padding, prompts sorted by length so a batch
 wastes little on padding; vLLM is used when asked for and installed. Both backends are fed
-the same token ids, made from the rendered prompt by `prompt_token_ids` (vLLM gets them as
+the same token ids, made from the rendered prompt by `prompt_token_ids_batch` (vLLM gets them as
 token prompts: given a string it would add a BOS before the one the template wrote). Either
 way a row's output is the generated text up to (not including) the first stop token,
 special tokens kept, so scorers see exactly what the model wrote.
@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from recipekit.chat_format import prompt_token_ids
+from recipekit.chat_format import prompt_token_ids_batch
 from recipekit.checkpoint import default_device, has_tokenizer, load_model, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 
@@ -111,7 +111,7 @@ class TransformersGenerator:
     def generate(self, prompts: Sequence[str], sampling: Sampling,
                  on_done: Callable[[int, Generated], None] | None = None, desc: str = "generating") -> list[Generated]:
         """Generate for every prompt; `on_done(index, result)` fires as each batch finishes."""
-        ids = [prompt_token_ids(self.tokenizer, p) for p in prompts]
+        ids = prompt_token_ids_batch(self.tokenizer, prompts)
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         results: list[Generated | None] = [None] * len(prompts)
         tokens, start = 0, time.perf_counter()
@@ -155,8 +155,8 @@ class VllmGenerator:
         results = []
         # Chunks, so an interrupted run keeps what the finished chunks produced.
         for first in range(0, len(prompts), self.chunk_size):
-            chunk = [{"prompt_token_ids": prompt_token_ids(self.tokenizer, p)}
-                     for p in prompts[first:first + self.chunk_size]]
+            chunk = [{"prompt_token_ids": ids}
+                     for ids in prompt_token_ids_batch(self.tokenizer, prompts[first:first + self.chunk_size])]
             outputs = self.llm.generate(chunk, params, use_tqdm=True)
             for offset, out in enumerate(outputs):
                 completion = out.outputs[0]

@@ -9,7 +9,7 @@ begins, and tokenised without added special tokens (the template writes BOS itse
 
 from __future__ import annotations
 
-from recipekit.chat_format import inference_prompt
+from recipekit.chat_format import inference_prompt, prompt_token_ids_batch
 
 DEFAULT_MAX_PROMPT_TOKENS = 512  # the card's max prompt length
 
@@ -35,6 +35,6 @@ def chat_prompt(tokenizer, prompt: str) -> str:
 def over_limit(tokenizer, prompts: list[str], limit: int) -> dict[int, str]:
     """{index: reason} of the prompts whose chat prompt is longer than `limit` tokens."""
     rendered = [chat_prompt(tokenizer, prompt) for prompt in prompts]
-    lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]  # one batch call
+    lengths = [len(ids) for ids in prompt_token_ids_batch(tokenizer, rendered)]
     return {index: f"{length} tokens as the policy's chat prompt, over the limit of {limit}"
             for index, length in enumerate(lengths) if length > limit}
