@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from recipekit.checkpoint import attention_implementation
 from recipekit.offline import offline_env
 from recipekit.paths import FIXTURES_DIR, REPO_ROOT
 from recipekit.recipe_config import DELETE, apply_overrides, cpu_overrides, dump_config, load_recipe
@@ -85,8 +86,14 @@ def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths:
     added tokens) is kept, so the short run exercises the recipe's own code paths.
     """
     datasets = [{**entry, "path": path} for entry, path in zip(config.get("datasets") or [], dataset_paths)]
+    switches = cpu_overrides(config)
+    if "attn_implementation" in switches:  # a CUDA kernel swapped out: keep applying a soft-cap (Gemma 2)
+        from transformers import AutoConfig
+
+        capped = attention_implementation(AutoConfig.from_pretrained(base_model), "cpu", None)
+        switches["attn_implementation"] = capped or switches["attn_implementation"]
     return {
-        **cpu_overrides(config),
+        **switches,
         "base_model": base_model,
         "base_model_config": DELETE,
         "tokenizer_config": DELETE,

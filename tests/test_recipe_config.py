@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from recipekit.paths import RECIPES_DIR
 from recipekit.recipe_config import (
     DELETE,
     RecipeError,
@@ -13,6 +14,7 @@ from recipekit.recipe_config import (
     load_recipe,
     validate,
 )
+from recipekit.smoke import cpu_run_overrides, resolve_tiny_model
 
 GPU_RECIPE = {
     "base_model": "google/gemma-3-4b-it",
@@ -42,6 +44,18 @@ def test_cpu_overrides_keep_cpu_capable_choices():
     recipe = {"optimizer": "muon", "attn_implementation": "sdpa", "plugins": ["my.Plugin"]}
     overrides = cpu_overrides(recipe)
     assert "optimizer" not in overrides and "attn_implementation" not in overrides and "plugins" not in overrides
+
+
+@pytest.mark.parametrize("recipe, expected", [("sppo_gemma2_9b.yml", "eager"),
+                                              ("reasoning_backfill_qwen3_4b.yml", "sdpa")])
+def test_cpu_runs_swap_flash_attention_for_a_kernel_that_keeps_the_soft_cap(recipe, expected, tmp_path):
+    """Gemma 2 caps its attention logits: flash-attention applies the cap on GPU, eager on CPU, SDPA never."""
+    path = RECIPES_DIR / recipe
+    config = load_recipe(path)
+    assert config["attn_implementation"] == "flash_attention_2"
+    overrides = cpu_run_overrides(config, base_model=resolve_tiny_model(path, config), dataset_paths=[],
+                                  workdir=tmp_path, steps=1)
+    assert overrides["attn_implementation"] == expected
 
 
 def test_apply_overrides_deletes_and_replaces():
