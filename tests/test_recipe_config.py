@@ -21,7 +21,7 @@ GPU_RECIPE = {
     "bf16": True,
     "optimizer": "adamw_bnb_8bit",
     "flash_attention": True,
-    "deepspeed": "recipes/deepspeed/zero3_bf16.json",
+    "deepspeed": "recipes/launch/zero3.json",
     "plugins": ["axolotl.integrations.liger.LigerPlugin"],
     "liger_rms_norm": True,
     "datasets": [{"path": "x.jsonl", "type": "alpaca"}],
