@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
+LAUNCH_DIR = RECIPES_DIR / "launch"
 CHAT_TEMPLATES_DIR = REPO_ROOT / "chat_templates"
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 

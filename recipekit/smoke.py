@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,12 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
-def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200) -> str:
-    """Run `axolotl train CONFIG` in a subprocess; return its combined output."""
+def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
+                      options: Sequence[str] = ()) -> str:
+    """Run `axolotl train CONFIG [OPTIONS]` in a subprocess; return its combined output."""
     env = offline_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path)]
+    command = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path), *options]
     done = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
