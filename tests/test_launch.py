@@ -7,6 +7,8 @@ cover the pairs Axolotl lets through although they cannot train as the recipe sa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -118,6 +120,11 @@ def test_preflight_refuses_with_the_working_alternative(capsys):
     assert "Use recipes/launch/zero3.json" in err
 
 
+def test_launch_readme_gives_the_fsdp2_flags_the_check_prints():
+    flags = " ".join(cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml")))
+    assert flags in " ".join((LAUNCH_DIR / "README.md").read_text().replace("\\\n", " ").split())
+
+
 @pytest.fixture
 def axolotl_cli(monkeypatch):
     """axolotl_cli(args) -> what `axolotl ARGS` would launch: its config options and launcher arguments."""
@@ -151,6 +158,29 @@ def test_axolotl_cli_turns_the_fsdp2_flags_into_the_launcher_keys(axolotl_cli):
         **{f"fsdp_config__{key}": value for key, value in keys["fsdp_config"].items()},
     }
     assert seen["launcher"] == "accelerate" and seen["launcher_args"] == ["--num_processes", "8"]
+
+
+def test_slurm_job_maps_the_allocation_onto_torchrun(tmp_path, axolotl_cli):
+    """slurm.sbatch under stand-ins for srun and scontrol: what srun would run on every node."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/sh\nprintf "gpu-node-07\\ngpu-node-08\\n"\n')
+    (bin_dir / "srun").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
+           "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "4242"}
+    done = subprocess.run(["bash", str(LAUNCH_DIR / "slurm.sbatch"), "recipes/reward_ja_3b.yml",
+                           "--deepspeed", "recipes/launch/zero3.json"],
+                          env=env, capture_output=True, text=True, check=True)
+    srun_args = done.stdout.splitlines()
+    assert srun_args[:3] == ["--kill-on-bad-exit=1", "axolotl", "train"]
+    seen = axolotl_cli(srun_args[2:])
+    assert seen["config"] == "recipes/reward_ja_3b.yml"
+    assert seen["kwargs"]["deepspeed"] == "recipes/launch/zero3.json"
+    assert seen["launcher"] == "torchrun"
+    assert seen["launcher_args"] == ["--nnodes", "2", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
+                                     "--rdzv_endpoint", "gpu-node-07:29500", "--rdzv_id", "4242"]
 
 
 FSDP2_FLAGS = cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml"))
