@@ -208,3 +208,22 @@ def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_
     text = " ".join(log.read_text().split())
     assert message in text
     assert "No such file" not in text and "not found" not in text.lower()
+
+
+def test_muon_on_several_gpus_is_axolotls_distributed_muon(tiny_model):
+    """What the engines table says of Muon under FSDP2: on more than one process Axolotl builds its
+    DistMuon, with no Nesterov momentum and steps scaled by sqrt(rows / cols), where the one-GPU Muon
+    the supervisor recipes were set for scales by 0.2 x sqrt(max(rows, cols)) (tests/test_muon.py)."""
+    from axolotl.contribs.mit.muon.dist_muon import DistMuonOptimizerFactory, adjust_lr_spectral_norm
+    from axolotl.utils.distributed import _get_parallel_config_kwargs
+    from transformers import AutoModelForCausalLM
+
+    # every multi-process run gets a device mesh, which is what selects DistMuon (with FSDP or without)
+    for fsdp in (True, False):
+        assert _get_parallel_config_kwargs(8, None, None, None, None, fsdp) == {"dp_shard_size": 8}
+    model = AutoModelForCausalLM.from_pretrained(tiny_model("gemma4"))
+    optimizer = DistMuonOptimizerFactory()(model, None, lr=1e-3, weight_decay=0.0, device_mesh=None)
+    assert optimizer.defaults["nesterov"] is False and optimizer.defaults["adjust_lr"] == "spectral_norm"
+    # a LoRA A matrix of rank 16 on a 3840-wide layer: a step 192 times smaller than on one GPU
+    distributed, one_gpu = adjust_lr_spectral_norm(1.0, (16, 3840), flatten=False), 0.2 * 3840 ** 0.5
+    assert one_gpu / distributed == pytest.approx(192)
