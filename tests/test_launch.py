@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -68,6 +69,26 @@ def test_verdict_for_every_recipe_and_launcher(recipe, launcher):
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_runs_the_check_inside_axolotl_train(recipe):
     assert PLUGIN_NAME in (load_recipe(recipe).get("plugins") or []), f"{recipe.name} lacks {PLUGIN_NAME}"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_header_gives_a_multi_gpu_launch_the_check_lets_through(recipe):
+    header = []
+    for line in recipe.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip().removesuffix("\\"))
+    text = " ".join(" ".join(header).split())
+    assert "Launch:" in text, f"{recipe.name}: header does not say how it is launched"
+    fsdp2 = " ".join(cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml")))
+    command = re.search(rf"axolotl train recipes/{recipe.name} (--deepspeed (\S+)|{re.escape(fsdp2)})", text)
+    if command is None:  # the recipe names its launcher itself and runs on N nodes as it is
+        assert f"slurm.sbatch recipes/{recipe.name}" in text
+        launch = None
+    else:
+        launch = command.group(2) or "recipes/launch/fsdp2.yml"
+    verdict = check_launch(recipe, launch)
+    assert verdict.refused_by is None, f"{recipe.name}: the header's launch is refused: {verdict.reason}"
 
 
 @pytest.mark.parametrize("name", ["zero2", "zero3"])
