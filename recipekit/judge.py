@@ -83,10 +83,40 @@ def candidate_pairs(item: dict[str, Any]) -> list[tuple[str, str]]:
     return list(itertools.combinations(item["responses"], 2))
 
 
+@dataclass(frozen=True)
+class SwapVerdict:
+    """The verdicts on one pair shown in both orders: forward (a, b), then backward (b, a)."""
+
+    winner: str | None  # "a" or "b" when both verdicts name it; None otherwise
+    positions: tuple[str, ...] = ()  # the two verdict letters, when both replies parsed
+    problems: tuple[str, ...] = ()  # one message per unparsed reply
+
+
+def swap_verdict(forward: str, backward: str) -> SwapVerdict:
+    """Which response the judge picked in both orders, if it picked the same one both times."""
+    positions, problems = [], []
+    for order, reply in (("first-second", forward), ("second-first", backward)):
+        try:
+            positions.append(parse_verdict(reply))
+        except VerdictError as err:
+            problems.append(f"order {order}: {err}")
+    if problems:
+        return SwapVerdict(None, problems=tuple(problems))
+    # forward shows (a, b), backward (b, a): consistent means the same response wins both times
+    winner_forward = "a" if positions[0] == "A" else "b"
+    winner_backward = "b" if positions[1] == "A" else "a"
+    return SwapVerdict(winner_forward if winner_forward == winner_backward else None, tuple(positions))
+
+
+def both_orders(prompt: str, a: str, b: str) -> list[tuple[str, str, str]]:
+    """The two requests `swap_verdict` reads: (a, b), then (b, a)."""
+    return [(prompt, a, b), (prompt, b, a)]
+
+
 def judge_pairs(items: Sequence[dict[str, Any]], judge: Judge, system: str = "") -> JudgeOutcome:
     """Ask `judge` about every candidate pair in both orders; keep the consistent verdicts."""
     pairs = [(item, a, b) for item in items for a, b in candidate_pairs(item)]
-    requests = [r for item, a, b in pairs for r in ((item["prompt"], a, b), (item["prompt"], b, a))]
+    requests = [r for item, a, b in pairs for r in both_orders(item["prompt"], a, b)]
     replies = judge(requests) if requests else []
     if len(replies) != len(requests):
         raise RuntimeError(f"the judge returned {len(replies)} replies for {len(requests)} requests")
@@ -94,27 +124,19 @@ def judge_pairs(items: Sequence[dict[str, Any]], judge: Judge, system: str = "")
     for index, (item, a, b) in enumerate(pairs):
         forward, backward = replies[2 * index], replies[2 * index + 1]
         reject = {"id": item["id"], "prompt": item["prompt"], "first": a, "second": b, "replies": [forward, backward]}
-        verdicts, problems = [], []
-        for order, reply in (("first-second", forward), ("second-first", backward)):
-            try:
-                verdicts.append(parse_verdict(reply))
-            except VerdictError as err:
-                outcome.unparsed_replies += 1
-                problems.append(f"order {order}: {err}")
-        if problems:
+        verdict = swap_verdict(forward, backward)
+        if verdict.problems:
+            outcome.unparsed_replies += len(verdict.problems)
             outcome.parse_failures += 1
-            outcome.rejects.append({**reject, "reason": "judge reply not parsed: " + "; ".join(problems)})
+            outcome.rejects.append({**reject, "reason": "judge reply not parsed: " + "; ".join(verdict.problems)})
             continue
-        # forward shows (a, b), backward (b, a): consistent means the same response wins both times
-        winner_forward = a if verdicts[0] == "A" else b
-        winner_backward = b if verdicts[1] == "A" else a
-        if winner_forward != winner_backward:
+        if verdict.winner is None:
             outcome.inconsistent += 1
-            outcome.rejects.append({**reject, "reason": f"inconsistent: the judge picked position {verdicts[0]} "
-                                                        "in both orders"})
+            outcome.rejects.append({**reject, "reason": f"inconsistent: the judge picked position "
+                                                        f"{verdict.positions[0]} in both orders"})
             continue
-        loser = b if winner_forward == a else a
-        outcome.rows.append({"system": system, "input": item["prompt"], "chosen": winner_forward, "rejected": loser})
+        chosen, rejected = (a, b) if verdict.winner == "a" else (b, a)
+        outcome.rows.append({"system": system, "input": item["prompt"], "chosen": chosen, "rejected": rejected})
     return outcome
 
 
