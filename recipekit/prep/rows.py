@@ -2,7 +2,7 @@
 
 Every preprocessor reads its input through `read_rows`, which yields (line, row) pairs:
 the line number is the physical line of a JSONL file, the CSV line where the record
-starts, or the 1-based row index of a parquet file or hub dataset. A line that cannot be
+starts, or the 1-based row index of a JSON list, a parquet file or a hub dataset. A line that cannot be
 parsed is yielded as a RowError in place of the row, so the caller decides whether to
 stop or skip it and reading can go on past it.
 """
@@ -51,6 +51,19 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                                        raw=line.rstrip("\n"))
 
 
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """A .json file holding one JSON list (AlpacaEval's files), else one object per line."""
+    with path.open(encoding="utf-8") as handle:
+        is_list = handle.read(4096).lstrip().startswith("[")
+    if not is_list:
+        return _jsonl_rows(path)
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PrepError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from err
+    return _table_rows(items)
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -66,7 +79,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _table_rows(table) -> Iterator[tuple[int, Any]]:
     for number, record in enumerate(table, start=1):
-        yield number, dict(record)
+        yield number, dict(record) if isinstance(record, dict) else record
 
 
 def hub_name_split(name: str) -> tuple[str, str]:
@@ -98,8 +111,10 @@ def read_rows(source: str | Path) -> Iterator[tuple[int, Any]]:
     path = Path(source)
     if path.exists():
         suffix = path.suffix.lower()
-        if suffix in {".jsonl", ".json"}:
+        if suffix == ".jsonl":
             return _jsonl_rows(path)
+        if suffix == ".json":
+            return _json_rows(path)
         if suffix == ".csv":
             return _csv_rows(path)
         if suffix == ".parquet":
