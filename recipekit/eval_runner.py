@@ -77,8 +77,9 @@ def open_generator(args: argparse.Namespace):
 
 
 def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], fields: Iterable[str],
-                         record: Record, desc: str) -> Path:
-    """Generate a reply for every row not yet in OUT/predictions.jsonl, appending as each finishes."""
+                         record: Record, desc: str, sampling: Sampling | None = None) -> Path:
+    """Generate a reply for every row not yet in OUT/predictions.jsonl, appending as each finishes;
+    greedy unless `sampling` says otherwise."""
     out = Path(args.out)
     rows = rows[: args.limit]
     store = PredictionStore(out / "predictions.jsonl", fields)
@@ -91,7 +92,7 @@ def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], f
         def save(index: int, result: Generated) -> None:
             store.append(record(todo[index], prompts[index], result, generator))
 
-        generator.generate(prompts, Sampling(max_new_tokens=args.max_new_tokens), on_done=save, desc=desc)
+        generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save, desc=desc)
     write_manifest(out, config=vars(args), inputs=[args.data, *(args.adapter or [])], seed=None)
     return store.path
 
@@ -104,13 +105,14 @@ def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, 
             for i, p in enumerate(paths)}
 
 
-def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int) -> None:
+def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int,
+                        score_only: tuple[str, str] = ("PREDICTIONS", "score an existing predictions.jsonl")) -> None:
     parser.add_argument("--model", help="merged checkpoint")
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
     parser.add_argument("--data", help=data_help)
     parser.add_argument("--out", help="output directory")
-    parser.add_argument("--score-only", metavar="PREDICTIONS", help="score an existing predictions.jsonl")
+    parser.add_argument("--score-only", metavar=score_only[0], help=score_only[1])
     parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
     parser.add_argument("--names", nargs="+", help="column names for --compare")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
