@@ -18,11 +18,15 @@ prepared with the limit. Each iteration writes OUT/iter_N/:
     checkpoint/         `axolotl train RECIPE` with base_model = the starting policy (also the
                         reference model), datasets[0].path = pairs.jsonl, output_dir = checkpoint/
     winrate.jsonl       greedy replies of the new and the starting policy on held-out prompts, judged
+    alpaca_eval/        with --alpaca-eval: the new policy's AlpacaEval answers (model_outputs.json)
+                        and, with --alpaca-reference, their local judgement (recipekit.sppo.alpaca_eval)
     manifest.json       driver settings, resolved training config, input hashes, stage statistics
 
-and OUT/summary.json, summary.md and summary.png, one row per iteration. A re-run skips
-every stage whose marker (OUT/iter_N/.stages/) matches its settings, inputs and outputs,
-and resumes generation and ranking where they stopped.
+and OUT/summary.json, summary.md and summary.png, one row per iteration. With --alpaca-eval
+the starting policy is evaluated once too (OUT/base/alpaca_eval/), and OUT/alpaca_eval.md,
+.json and .png set it beside every iteration, as the card's table does. A re-run skips
+every stage whose marker (OUT/iter_N/.stages/, OUT/.../alpaca_eval/.stages/) matches its
+settings, inputs and outputs, and resumes generation, ranking and judging where they stopped.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from recipekit.eval_runner import EvalDataError
 from recipekit.generation import ModelLoadError
 from recipekit.gpu_deps import MissingGpuPackage
 from recipekit.manifest import write_manifest
@@ -46,6 +51,7 @@ from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, collect, write_jsonl
 from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
 from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
+from recipekit.sppo import alpaca_eval
 from recipekit.sppo.generate import (
     GENERATION_FIELDS,
     PromptFileError,
@@ -323,6 +329,27 @@ def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[st
     return it.book.finish("winrate", params, inputs, [it.winrate], stats)
 
 
+def alpaca_judge(args) -> alpaca_eval.JudgeSpec:
+    """--alpaca-judge, else the ranker with its settings."""
+    model = args.alpaca_judge_model if args.alpaca_judge else args.ranker_model
+    return alpaca_eval.JudgeSpec(args.alpaca_judge or args.ranker, model, args.ranker_system, args.ranker_max_length,
+                                 batch_size=args.ranker_batch_size, backend=args.backend, dtype=args.dtype)
+
+
+def stage_alpaca_eval(args, out: Path, model: str, name: str, ran: list[str]) -> dict[str, Any] | None:
+    """AlpacaEval answers of `model` in OUT (sampled like the self-play responses), then, with a
+    reference, their local judgement; finished stages are skipped (their own markers in OUT)."""
+    generation = argparse.Namespace(model=model, base=None, adapter=None, data=args.alpaca_eval, out=out, limit=None,
+                                    backend=args.backend, batch_size=args.batch_size, dtype=args.dtype,
+                                    max_new_tokens=args.max_new_tokens)
+    outputs = alpaca_eval.generate_outputs(generation, name, sampling_settings(args), ran)
+    free_accelerator_memory()
+    if not args.alpaca_reference:
+        return None
+    return alpaca_eval.judge_outputs(out, outputs, args.alpaca_reference, alpaca_judge(args),
+                                     chunk_size=args.chunk_size, ran=ran)
+
+
 def run_iteration(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
     rows, prompt_stats = policy_prompts(args, it)
     train_rows, heldout = split_holdout(rows, args.holdout, it.prompts_path)
@@ -331,6 +358,9 @@ def run_iteration(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]
     stats["pairs"] = stage_pairs(it)
     stats["train"] = stage_train(args, it, recipe)
     stats["winrate"] = stage_winrate(args, it, heldout)
+    if args.alpaca_eval:
+        stats["alpaca_eval"] = stage_alpaca_eval(args, it.dir / "alpaca_eval", str(it.checkpoint),
+                                                 f"{args.out.name}-iter{it.number}", it.ran)
     if it.ran or not (it.dir / "manifest.json").exists():
         write_manifest(it.dir, config={"driver": vars(args), "train": training_config(args, it, recipe)},
                        inputs=[it.prompts_path, it.generations, it.scored, it.pairs, it.winrate], seed=args.seed,
@@ -347,10 +377,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if not model:
         raise RecipeError(f"{args.recipe}: no base_model; pass --start-model")
     summary = []
+    alpaca_runs = {}
+    if args.alpaca_eval:
+        alpaca_runs["base"] = stage_alpaca_eval(args, out / "base" / "alpaca_eval", str(model), Path(str(model)).name, [])
     for number, prompts_path in enumerate(args.prompts, start=1):
         it = Iteration(out, number, Path(prompts_path), str(model))
         summary.append(run_iteration(args, it, recipe))
         write_summary(out, summary)
+        alpaca_runs[f"iter {number}"] = summary[-1].get("alpaca_eval")
+        if args.alpaca_reference:
+            alpaca_eval.write_comparison(out, "alpaca_eval", alpaca_runs)
         model = it.checkpoint
     return summary
 
@@ -388,6 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--holdout", type=int, default=16,
                           help="last N prompts of each part: never trained on, they judge the win-rate "
                                "(default: %(default)s)")
+    alpaca = parser.add_argument_group("AlpacaEval after each iteration (and once for the starting policy)")
+    alpaca.add_argument("--alpaca-eval", type=Path, metavar="INSTRUCTIONS",
+                        help="AlpacaEval's instruction set (JSON list or JSONL of {instruction, dataset}); answers "
+                             "are sampled with the generation settings above, alpaca_eval's own for SPPO Gemma 2")
+    alpaca.add_argument("--alpaca-reference", type=Path, metavar="REFERENCE_OUTPUTS",
+                        help="reference outputs in AlpacaEval's format to judge against locally "
+                             "(without it only model_outputs.json is written, for the `alpaca_eval` command)")
+    alpaca.add_argument("--alpaca-judge", help="local judge: reward-model, pairrm, MODULE:NAME or pairwise "
+                                               "(default: the ranker, which training optimised for)")
+    alpaca.add_argument("--alpaca-judge-model", help="the --alpaca-judge's model")
     training = parser.add_argument_group("training")
     training.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                           help="top-level recipe key, VALUE read as YAML (repeat)")
@@ -404,10 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--k must be at least 2: a pair needs two responses")
     if args.max_prompt_tokens < 0:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
+    if args.alpaca_reference and not args.alpaca_eval:
+        parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
     try:
         run(args)
     except (PromptFileError, PredictionsError, RankerUnavailable, MissingGpuPackage, ModelLoadError, RecipeError,
-            StageError) as err:
+            StageError, EvalDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))

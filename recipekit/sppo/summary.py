@@ -2,7 +2,8 @@
 
 The win-rate compares the new policy with the one the iteration started from on held-out
 prompts: one greedy reply from each, judged by the same ranker that built the pairs. A
-higher score wins, equal scores (e.g. identical replies) count one half.
+higher score wins, equal scores (e.g. identical replies) count one half. When the driver
+ran AlpacaEval, each row also carries that iteration's metrics and the table its figures.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ COLUMNS = (
     ("win_rate", "win-rate vs previous"),
     ("heldout", "held-out prompts"),
     ("prompts_over_limit", "prompts over limit"),
+)
+# From each iteration's AlpacaEval metrics, when the driver ran it (recipekit.sppo.alpaca_eval).
+ALPACA_COLUMNS = (
+    ("lc_win_rate", "AlpacaEval LC win rate"),
+    ("win_rate", "AlpacaEval win rate"),
+    ("avg_length", "AlpacaEval avg length"),
 )
 
 
@@ -53,14 +60,19 @@ def iteration_row(number: int, start_model: str, checkpoint: Path, stats: dict[s
         "mean_chosen_probs_lose": pairs["mean_chosen_probs_lose"],
         "final_loss": train["final_loss"],
         **judged,
+        "alpaca_eval": stats.get("alpaca_eval"),
     }
 
 
 def write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
     """OUT/summary.json, summary.md (one row per iteration) and summary.png."""
     write_json(out / "summary.json", rows)
-    table = markdown_table([title for _, title in COLUMNS],
-                           [[fmt(row[key], percent=key == "win_rate") for key, _ in COLUMNS] for row in rows])
+    alpaca = ALPACA_COLUMNS if any(row.get("alpaca_eval") for row in rows) else ()
+    table = markdown_table(
+        [title for _, title in COLUMNS + alpaca],
+        [[fmt(row[key], percent=key == "win_rate") for key, _ in COLUMNS]
+         + [fmt((row.get("alpaca_eval") or {}).get(key), percent=key != "avg_length") for key, _ in alpaca]
+         for row in rows])
     atomic_write_text(out / "summary.md", "# SPPO self-play\n\n" + table)
     _plot(rows, out / "summary.png")
 
