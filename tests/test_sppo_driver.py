@@ -1,8 +1,8 @@
 """The SPPO self-play driver: one real iteration on tiny models, then its parts one by one.
 
-The iteration runs generate -> rank -> pairs -> `axolotl train` -> win-rate with the tiny
-Gemma 2 policy and the tiny Llama reward model as ranker (a different tokenizer and chat
-template from the policy's). Its files are checked against independent recomputations:
+The iteration runs generate -> rank -> pairs -> `axolotl train` -> win-rate -> AlpacaEval
+with the tiny Gemma 2 policy and the tiny Llama reward model as ranker and judge (a
+different tokenizer and chat template from the policy's). Its files are checked against independent recomputations:
 reward scores from single, unpadded forward passes; pair probabilities from the
 Bradley-Terry formula written out here.
 """
@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,13 +22,15 @@ import yaml
 from recipekit.generation import Generated
 from recipekit.paths import FIXTURES_DIR
 from recipekit.predictions import PredictionStore
-from recipekit.sppo import driver
+from recipekit.sppo import alpaca_eval, driver
 from recipekit.sppo.generate import GENERATION_FIELDS, PromptFileError, read_prompts, sample_responses
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import win_rate
 
 PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
+ALPACA_INSTRUCTIONS = FIXTURES_DIR / "raw" / "alpaca_eval_instructions.json"
+ALPACA_REFERENCE = FIXTURES_DIR / "raw" / "alpaca_eval_reference.json"
 K, LIMIT, HOLDOUT = 3, 5, 2
 
 
@@ -38,7 +41,8 @@ def read_jsonl(path):
 def driver_argv(out, policy, ranker):
     return ["--out", str(out), "--prompts", str(PROMPTS), "--start-model", str(policy),
             "--ranker", "reward-model", "--ranker-model", str(ranker), "--k", str(K), "--max-new-tokens", "10",
-            "--limit", str(LIMIT), "--holdout", str(HOLDOUT), "--cpu", "--cpu-steps", "2", "--batch-size", "4"]
+            "--limit", str(LIMIT), "--holdout", str(HOLDOUT), "--cpu", "--cpu-steps", "2", "--batch-size", "4",
+            "--alpaca-eval", str(ALPACA_INSTRUCTIONS), "--alpaca-reference", str(ALPACA_REFERENCE)]
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +146,50 @@ def test_summary_and_manifest_report_the_iteration(iteration):
     assert manifest["start_model"] == iteration["policy"] and manifest["stages"]["pairs"]["pairs"] == len(scored)
 
 
+def test_alpaca_eval_judges_the_starting_policy_and_each_iteration(iteration, reward):
+    out, it = iteration["out"], iteration["dir"]
+    runs = {"base": out / "base" / "alpaca_eval", "iter 1": it / "alpaca_eval"}
+    names = {"base": Path(iteration["policy"]).name, "iter 1": f"{out.name}-iter1"}
+    instructions = [row["instruction"] for row in json.loads(ALPACA_INSTRUCTIONS.read_text(encoding="utf-8"))]
+    for run, folder in runs.items():
+        outputs = json.loads((folder / "model_outputs.json").read_text(encoding="utf-8"))
+        assert [o["instruction"] for o in outputs] == instructions and {o["generator"] for o in outputs} == {names[run]}
+        generated = json.loads((folder / ".stages" / "generate.json").read_text(encoding="utf-8"))
+        assert generated["params"]["sampling"] == {"max_new_tokens": 10, "do_sample": True, "temperature": 0.7,
+                                                   "top_p": 0.9, "min_p": None, "seed": 42}
+        for row in read_jsonl(folder / "judgements.jsonl"):  # judged by the ranker, the output against the reference
+            assert row["output_score"] == pytest.approx(reward(row["instruction"], outputs[int(row["id"])]["output"]),
+                                                        abs=1e-4)
+    assert str(it / "checkpoint") in generated["inputs"]  # the iteration's answers come from its new checkpoint
+    (row,) = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    metrics = json.loads((it / "alpaca_eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert row["alpaca_eval"] == metrics and metrics["n"] == len(instructions)
+    assert metrics["judge"] == f"reward-model:{iteration['ranker']}"
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "AlpacaEval win rate" in summary and f"{metrics['win_rate'] * 100:.2f} %" in summary.splitlines()[-1]
+    assert (out / "alpaca_eval.md").read_text(encoding="utf-8").startswith("|  | base | iter 1 |")
+    assert set(json.loads((out / "alpaca_eval.json").read_text(encoding="utf-8"))) == {"base", "iter 1"}
+
+
 def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypatch, capsys):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
     for name in ("open_policy", "make_ranker", "run_axolotl"):
         monkeypatch.setattr(driver, name, forbidden)
-    markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
+    for name in ("generate_predictions", "open_judge"):
+        monkeypatch.setattr(alpaca_eval, name, forbidden)
+    marker_dirs = [iteration["dir"] / ".stages", iteration["dir"] / "alpaca_eval" / ".stages",
+                   iteration["out"] / "base" / "alpaca_eval" / ".stages"]
+
+    def markers():
+        return {str(p): p.stat().st_mtime_ns for d in marker_dirs for p in d.iterdir()}
+
+    before = markers()
     argv = driver_argv(iteration["out"], iteration["policy"], iteration["ranker"])
     assert driver.main(argv) == 0
     assert "every stage was already finished" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == markers
+    assert markers() == before
 
 
 # ---- the parts, without models ----
