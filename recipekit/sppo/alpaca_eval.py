@@ -77,9 +77,7 @@ TABLE_ROWS = (  # (label, key, shown as a percentage)
 )
 
 
-def _located(err: FieldError | RowError, path: Path, line: int) -> EvalDataError:
-    if isinstance(err, RowError):
-        return EvalDataError(str(err))
+def _located(err: FieldError, path: Path, line: int) -> EvalDataError:
     return EvalDataError(f"{path}:{line}: field {err.field!r}: {err.reason}")
 
 
@@ -95,7 +93,7 @@ def _records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     records = []
     for line, row in rows:
         if isinstance(row, RowError):
-            raise _located(row, path, line)
+            raise EvalDataError(str(row))
         if not isinstance(row, dict):
             raise EvalDataError(f"{path}:{line}: expected an object, got {type(row).__name__}")
         records.append((line, row))
@@ -171,8 +169,7 @@ def generate_outputs(args: argparse.Namespace, name: str, sampling: Sampling, ra
     params = {"name": name, "sampling": asdict(sampling), "instructions": len(rows)}
     inputs = [args.data, *(m for m in (args.model, args.base) if m), *(args.adapter or [])]
     book = StageBook(out)
-    stats = book.finished("generate", params, inputs, [target])
-    if stats is not None:
+    if book.finished("generate", params, inputs, [target]) is not None:
         return target
     if ran is not None:
         ran.append("alpaca-eval generation")
@@ -189,9 +186,8 @@ def generate_outputs(args: argparse.Namespace, name: str, sampling: Sampling, ra
     done = {row["id"]: row for row in read_predictions(predictions, PREDICTION_FIELDS)}
     write_json(target, [{"instruction": row["instruction"], "output": done[row["id"]]["output"],
                          "generator": name, "dataset": row["dataset"]} for row in rows])
-    stopped = [done[row["id"]].get("stopped", True) for row in rows]
-    book.finish("generate", params, inputs, [target], {"instructions": len(rows),
-                                                       "hit_token_limit": stopped.count(False)})
+    book.finish("generate", params, inputs, [target], {"instructions": len(rows), "hit_token_limit": sum(
+        not done[row["id"]]["stopped"] for row in rows)})
     return target
 
 
