@@ -81,6 +81,15 @@ def test_existing_out_is_refused(export):
     assert done.returncode != 0 and "already exists" in done.stderr
 
 
+def test_export_saves_the_weights_it_measured(tiny_model, tmp_path):
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer at its first forward and
+    quantises its scales afresh when such a layer is saved: saving after the probes would
+    write weights a few 1e-3 in the logits away from the measured ones (so for the tiny Qwen 3)."""
+    out = tmp_path / "qwen3-nf4"
+    assert quantize.main(["--model", str(tiny_model("qwen3")), "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["quantize"]["reload_max_abs_logit_diff"] == 0.0
+
+
 def test_max_drift_fails_without_output(tiny_model, tmp_path, capsys):
     out = tmp_path / "nf4"
     code = quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu",
