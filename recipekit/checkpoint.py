@@ -16,6 +16,10 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 # End-of-turn tokens of the chat formats the recipes use, most specific first.
 END_OF_TURN_CANDIDATES = ("<turn|>", "<end_of_turn>", "<|im_end|>")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+# What a multimodal checkpoint's processor reads besides the tokenizer: transformers 5 writes
+# processor_config.json alone; older checkpoints (Gemma 3) split off the image and video
+# processors' settings.
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 

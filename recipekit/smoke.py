@@ -33,6 +33,8 @@ from recipekit.tiny_models import family_for_base_model, tiny_model_path
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+# declares `processor_config`, which Axolotl reads but its schema would drop
+PROCESSOR_PLUGIN = "recipekit.smoke_plugin.ProcessorConfigPlugin"
 _LOG_DICT = re.compile(r"\{'(?:loss|train_loss)'.*?\}")
 
 
@@ -79,6 +81,30 @@ def resolve_fixtures(recipe_path: Path, config: dict[str, Any]) -> list[str]:
     return fixtures
 
 
+def tokenizer_as_processor(base_model: str, workdir: Path) -> str | None:
+    """A directory holding only the tokenizer, when the checkpoint's processor cannot load here.
+
+    Axolotl loads the processor of every model type it counts as multimodal (Gemma 3,
+    Gemma 4), even for text-only data, and then only saves it beside the adapter. Gemma 4's
+    image processor imports torchvision, which has no build for the CPU torch of
+    requirements.txt (requirements-gpu.txt installs it on a GPU machine); Gemma 3's loads
+    with its PIL image processor, so it keeps its real processor on CPU too.
+    """
+    from recipekit.checkpoint import PROCESSOR_FILES
+
+    if not any((Path(base_model) / name).is_file() for name in PROCESSOR_FILES):
+        return None
+    from transformers import AutoProcessor, AutoTokenizer
+
+    try:
+        AutoProcessor.from_pretrained(base_model)
+        return None
+    except ImportError:
+        tokenizer_only = workdir / "processor_tokenizer_only"
+        AutoTokenizer.from_pretrained(base_model).save_pretrained(tokenizer_only)
+        return str(tokenizer_only)
+
+
 def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths: list[str], workdir: Path,
                       steps: int, sequence_len: int = 256, micro_batch_size: int = 2) -> dict[str, Any]:
     """Overrides for a short CPU run of `config`: model, data, length, steps, CPU switches.
@@ -93,6 +119,11 @@ def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths:
 
         capped = attention_implementation(AutoConfig.from_pretrained(base_model), "cpu", None)
         switches["attn_implementation"] = capped or switches["attn_implementation"]
+    processor = tokenizer_as_processor(base_model, workdir)
+    if processor is not None:
+        plugins = switches.get("plugins", config.get("plugins"))
+        switches["plugins"] = [*(plugins if isinstance(plugins, list) else []), PROCESSOR_PLUGIN]
+        switches["processor_config"] = processor
     return {
         **switches,
         "base_model": base_model,

@@ -1,8 +1,10 @@
 """Tiny, random-init models of each recipe family's real architecture, built offline.
 
-Each family gets the real model class (Gemma 4 text, Gemma 3 text, Gemma 2, Qwen 3,
-Llama) at a few thousand parameters per layer, and a byte-level BPE tokenizer that
-carries the family's real special tokens and chat template. Everything is seeded, so
+Each family gets the class that `AutoModelForCausalLM` builds for the real checkpoint
+(Gemma 4 and Gemma 3 with a tiny vision tower, Gemma 2, Qwen 3, Llama) at a few
+thousand parameters per layer, and a byte-level BPE tokenizer that carries the family's
+real special tokens and chat template. Multimodal families also get the real
+checkpoint's processor files, scaled to the tiny vision tower. Everything is seeded, so
 two builds are identical; a build takes seconds and lands in a git-ignored cache keyed
 by a hash of its specification. Nothing is ever downloaded.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
 from recipekit.special_tokens import backfill_sentinels
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 SEED = 1234
 VOCAB_SIZE = 640  # 256 byte tokens + merges + the family's special tokens
 
@@ -41,6 +43,17 @@ TINY_SHAPE = dict(
 
 
 @dataclass(frozen=True)
+class Multimodal:
+    """The parts a multimodal checkpoint adds around its text decoder."""
+
+    vision_config: dict
+    media_tokens: dict[str, str]  # tokenizer attribute -> token, as in the real tokenizer_config.json
+    token_id_fields: dict[str, str]  # composite config field -> the token whose id it holds
+    processor_files: dict[str, dict]  # file name -> JSON content, as the real checkpoint ships them
+    config_extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Family:
     """What makes a tiny model look like the real family to Axolotl and transformers."""
 
@@ -54,13 +67,66 @@ class Family:
     chat_template: str  # file in chat_templates/
     end_of_turn: str  # the token that closes an assistant turn
     add_bos: bool  # does the real tokenizer prepend BOS when encoding?
-    config_extra: dict = field(default_factory=dict)
+    config_extra: dict = field(default_factory=dict)  # the decoder's config (text_config if multimodal)
     extra_special: tuple[str, ...] = ()
+    multimodal: Multimodal | None = None
 
 
+# google/gemma-3-4b-it: a SigLIP vision tower; the tiny one sees a 16 px image as 4x4 patches,
+# pooled to 2x2 = 4 soft tokens per image.
+_GEMMA3_IMAGE_SIZE, _GEMMA3_IMAGE_TOKENS = 16, 4
+_GEMMA3_VISION = Multimodal(
+    vision_config=dict(
+        model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, image_size=_GEMMA3_IMAGE_SIZE, patch_size=4, vision_use_head=False,
+    ),
+    media_tokens=dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>"),
+    token_id_fields=dict(
+        boi_token_index="<start_of_image>", eoi_token_index="<end_of_image>", image_token_index="<image_soft_token>"
+    ),
+    config_extra=dict(mm_tokens_per_image=_GEMMA3_IMAGE_TOKENS),
+    processor_files={
+        "processor_config.json": dict(processor_class="Gemma3Processor", image_seq_length=_GEMMA3_IMAGE_TOKENS),
+        "preprocessor_config.json": dict(
+            image_processor_type="Gemma3ImageProcessor", processor_class="Gemma3Processor",
+            image_seq_length=_GEMMA3_IMAGE_TOKENS, size=dict(height=_GEMMA3_IMAGE_SIZE, width=_GEMMA3_IMAGE_SIZE),
+            resample=2, do_resize=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        ),
+    },
+)
+# google/gemma-4-12B-it is encoder-free: merged pixel patches go through one projection into
+# the decoder. Tiny: patches of 4 px merged 2x2, at most 70 soft tokens per image (the
+# smallest budget its processor accepts), so 70 positions per axis suffice.
+_GEMMA4_PATCHES = dict(patch_size=4, pooling_kernel_size=2, max_soft_tokens=70)
+_GEMMA4_VISION = Multimodal(
+    vision_config=dict(
+        patch_size=_GEMMA4_PATCHES["patch_size"], pooling_kernel_size=_GEMMA4_PATCHES["pooling_kernel_size"],
+        mm_posemb_size=_GEMMA4_PATCHES["max_soft_tokens"],
+        mm_embed_dim=TINY_SHAPE["hidden_size"], output_proj_dims=TINY_SHAPE["hidden_size"],
+    ),
+    media_tokens=dict(
+        image_token="<|image|>", boi_token="<|image>", eoi_token="<image|>",
+        audio_token="<|audio|>", boa_token="<|audio>", eoa_token="<audio|>",
+    ),
+    token_id_fields=dict(
+        image_token_id="<|image|>", boi_token_id="<|image>", eoi_token_id="<image|>", video_token_id="<|video|>",
+        audio_token_id="<|audio|>", boa_token_id="<|audio>", eoa_token_index="<audio|>",
+    ),
+    processor_files={
+        # the layout transformers 5 writes: one file, the sub-processors nested in it
+        "processor_config.json": dict(
+            processor_class="Gemma4UnifiedProcessor",
+            image_seq_length=_GEMMA4_PATCHES["max_soft_tokens"], audio_seq_length=750,
+            image_processor=dict(image_processor_type="Gemma4UnifiedImageProcessor", **_GEMMA4_PATCHES),
+            video_processor=dict(video_processor_type="Gemma4UnifiedVideoProcessor", **_GEMMA4_PATCHES),
+            feature_extractor=dict(feature_extractor_type="Gemma4UnifiedAudioFeatureExtractor"),
+        ),
+    },
+)
 _GEMMA3 = Family(
     name="gemma3",
-    model_type="gemma3_text",
+    model_type="gemma3",
     bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
     turn_tokens=("<start_of_turn>", "<end_of_turn>"),
     chat_template="gemma3.jinja",
@@ -68,6 +134,7 @@ _GEMMA3 = Family(
     add_bos=True,
     config_extra=dict(sliding_window=64, layer_types=["sliding_attention", "full_attention"],
                       query_pre_attn_scalar=16),
+    multimodal=_GEMMA3_VISION,
 )
 _QWEN3 = Family(
     name="qwen3",
@@ -84,8 +151,7 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             name="gemma4",
-            # google/gemma-4-12B-it is a "gemma4_unified" checkpoint; its text decoder is this.
-            model_type="gemma4_unified_text",
+            model_type="gemma4_unified",
             bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>",
             turn_tokens=("<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|think|>"),
             chat_template="gemma4.jinja",
@@ -96,10 +162,13 @@ FAMILIES: dict[str, Family] = {
                 layer_types=["sliding_attention", "full_attention"],
                 global_head_dim=16,
             ),
+            # the real checkpoint's tokenizer has the video token among its extra special tokens
+            extra_special=("<|video|>",),
+            multimodal=_GEMMA4_VISION,
         ),
         _GEMMA3,
-        # Gemma 2 shares Gemma 3's turn tokens; its template has no system role.
-        replace(_GEMMA3, name="gemma2", model_type="gemma2", chat_template="gemma2.jinja"),
+        # Gemma 2 shares Gemma 3's turn tokens; it is text only and its template has no system role.
+        replace(_GEMMA3, name="gemma2", model_type="gemma2", chat_template="gemma2.jinja", multimodal=None),
         _QWEN3,
         # A trained backfiller: Qwen 3 whose tokenizer already has the six sentinels.
         replace(_QWEN3, name="qwen3_backfill", extra_special=tuple(backfill_sentinels())),
@@ -159,7 +228,9 @@ def _build_tokenizer(family: Family):
     from transformers import PreTrainedTokenizerFast
 
     core = [t for t in (family.pad, family.eos, family.bos, family.unk) if t]
-    specials = list(dict.fromkeys(core + list(family.turn_tokens) + list(family.extra_special)))
+    media = family.multimodal.media_tokens if family.multimodal else {}
+    extra = list(family.turn_tokens) + list(family.extra_special)
+    specials = list(dict.fromkeys(core + extra + list(media.values())))
     tok = Tokenizer(models.BPE(unk_token=family.unk, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -183,7 +254,8 @@ def _build_tokenizer(family: Family):
         eos_token=family.eos,
         pad_token=family.pad,
         unk_token=family.unk,
-        additional_special_tokens=list(family.turn_tokens) + list(family.extra_special),
+        additional_special_tokens=extra,
+        model_specific_special_tokens=media,  # e.g. tokenizer.image_token, which the processor reads
         clean_up_tokenization_spaces=False,
     )
     fast.chat_template = (CHAT_TEMPLATES_DIR / family.chat_template).read_text(encoding="utf-8")
@@ -201,7 +273,14 @@ def _build_model(family: Family, tokenizer, task: str):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    config = AutoConfig.for_model(family.model_type, **TINY_SHAPE, **ids, **family.config_extra)
+    decoder = dict(**TINY_SHAPE, **ids, **family.config_extra)
+    mm = family.multimodal
+    if mm is None:
+        config = AutoConfig.for_model(family.model_type, **decoder)
+    else:
+        token_ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in mm.token_id_fields.items()}
+        config = AutoConfig.for_model(family.model_type, text_config=decoder, vision_config=mm.vision_config,
+                                      **token_ids, **mm.config_extra)
     if task == "seq_cls":
         config.num_labels = 1
         model = AutoModelForSequenceClassification.from_config(config)
@@ -244,6 +323,8 @@ def tiny_model_path(family_name: str, task: str = "causal_lm") -> Path:
         model = _build_model(family, tokenizer, task)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
+            (staging / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
         (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
         try:
             os.rename(staging, target)

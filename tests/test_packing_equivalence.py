@@ -70,9 +70,10 @@ def family(request):
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_rows_give_the_padded_losses(family, attn):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path(family), attn_implementation=attn).eval()
-    rows = _rows(model.config.vocab_size)
+    text_config = model.config.get_text_config()  # Gemma 4's decoder config sits inside its multimodal one
+    rows = _rows(text_config.vocab_size)
     with torch.no_grad():
-        padded = _padded_losses(model, rows, model.config.pad_token_id)
+        padded = _padded_losses(model, rows, text_config.pad_token_id)
         packed = _packed_losses(model, rows, restart_positions=True)
         leaked = _packed_losses(model, rows, restart_positions=False)
     assert packed == pytest.approx(padded, abs=TOLERANCE, rel=TOLERANCE), (family, attn, packed, padded)

@@ -42,7 +42,8 @@ def test_export_reloads_as_the_nf4_quantisation_of_its_source(export):
     texts = probe_texts(tokenizer)
     reloaded = AutoModelForCausalLM.from_pretrained(out, device_map={"": "cpu"}).eval()
     linear4 = [m for m in reloaded.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert len(linear4) == 14  # 7 projections x 2 layers
+    # 7 projections x 2 decoder layers, and the image embedder's patch and output projections
+    assert len(linear4) == 16
     assert all(m.weight.quant_state.quant_type == "nf4" for m in linear4)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     assert config["bnb_4bit_quant_type"] == "nf4" and config["bnb_4bit_use_double_quant"] is True

@@ -80,3 +80,27 @@ def test_load_recipe_rejects_non_mapping(tmp_path):
 def test_dump_then_load_round_trips(tmp_path):
     path = dump_config({"base_model": "x", "tokens": ["<|a|>"]}, tmp_path / "c.yml")
     assert load_recipe(path) == {"base_model": "x", "tokens": ["<|a|>"]}
+
+
+def test_only_a_processor_that_cannot_load_on_cpu_gives_way_to_the_tokenizer(tiny_model, tmp_path):
+    """Gemma 4's processor needs torchvision (none for CPU torch); Gemma 3's loads with PIL."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from recipekit.paths import RECIPES_DIR
+    from recipekit.smoke import PROCESSOR_PLUGIN, cpu_run_overrides
+
+    config = load_recipe(RECIPES_DIR / "supervisor_stage1.yml")
+
+    def overrides(family):
+        return cpu_run_overrides(config, base_model=str(tiny_model(family)), dataset_paths=[],
+                                 workdir=tmp_path / family, steps=1)
+
+    gemma4 = overrides("gemma4")
+    assert gemma4["plugins"] == [*config["plugins"], PROCESSOR_PLUGIN]
+    processor = AutoProcessor.from_pretrained(gemma4["processor_config"])
+    assert type(processor).__name__ == "TokenizersBackend"
+    # the checkpoint's own tokenizer, media tokens and all
+    assert processor.get_vocab() == AutoTokenizer.from_pretrained(tiny_model("gemma4")).get_vocab()
+    assert processor.image_token == "<|image|>"
+    for family in ("gemma3", "qwen3"):
+        assert "processor_config" not in overrides(family) and "plugins" not in overrides(family)

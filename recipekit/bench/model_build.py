@@ -27,7 +27,7 @@ def load_text_config(model_config: str | Path | None, tiny: bool):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if tiny:
-        return AutoConfig.from_pretrained(tiny_model_path("gemma4"))
+        return AutoConfig.from_pretrained(tiny_model_path("gemma4")).get_text_config()
     if model_config is None:
         raise BenchError("--model-config is required without --tiny: the config.json of the model to build "
                          "(see bench/README.md, 'The model configuration')")
