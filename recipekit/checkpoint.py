@@ -8,6 +8,7 @@ the right stop tokens.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -87,6 +88,24 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, *
 
 def has_tokenizer(path: str | Path) -> bool:
     return any((Path(path) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def copy_processor_files(source: str | Path, out: Path) -> list[str]:
+    """Copy the processor files `source` (a directory or hub name) has into `out`, unchanged.
+
+    A checkpoint written from the model weights alone would lose them, and with them the
+    processor that Axolotl, vLLM and `AutoProcessor` load for a multimodal model.
+    """
+    from transformers.utils import cached_file
+
+    copied = []
+    for name in PROCESSOR_FILES:
+        path = cached_file(str(source), name, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+        if path is not None:
+            shutil.copyfile(path, out / name)
+            copied.append(name)
+    return copied
 
 
 def load_tokenizer(path: str | Path):

@@ -7,7 +7,9 @@ Adapters are merged in order with PEFT (`PeftModel.from_pretrained` then
 `merge_and_unload`): stage 1 into the base, stage 2 on top of that, as the two-stage
 recipes train them. Adapters trained with added tokens get the base embeddings resized
 to the adapter's vocabulary first; embedding and head copies saved in the adapter
-(modules_to_save, trainable tokens) are merged with it.
+(modules_to_save, trainable tokens) are merged with it. The output keeps the base's
+class and gets its processor files unchanged, so a multimodal base (Gemma 3, Gemma 4)
+loads with its processor from it as before.
 
 Verification, before anything is written. Each stage's merged model is compared with the
 same stage held unmerged (a PeftModel on top of the previous stage). For a chain of plain
@@ -45,6 +47,7 @@ from recipekit.atomic import atomic_directory
 from recipekit.checkpoint import (
     DTYPES,
     CheckpointError,
+    copy_processor_files,
     default_device,
     end_of_turn_token,
     generation_config_for,
@@ -279,6 +282,7 @@ def run_merge(request: MergeRequest) -> dict[str, Any]:
     with atomic_directory(request.out, force=request.force) as staging:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        summary["processor_files"] = copy_processor_files(request.base, staging)
         write_manifest(
             staging,
             config={"recipe": str(request.recipe) if request.recipe else None, "merge": summary},

@@ -6,7 +6,8 @@ The linear layers are quantised to NF4 with double quantisation and bfloat16 com
 (`BitsAndBytesConfig`); the result is saved with `save_pretrained`, so
 `from_pretrained(OUT)` loads it already quantised. The command reports the weights' size
 on disk before and after and the logit drift against the unquantised model on the probe
-prompts, then reloads OUT and checks that it computes what the in-memory model did.
+prompts, then reloads OUT and checks that it computes what the in-memory model did. A
+multimodal model's processor files are copied over unchanged.
 bitsandbytes 0.50 quantises on CPU as well as on CUDA; where a build cannot, the command
 stops with bitsandbytes' reason and says that a CUDA GPU is needed.
 """
@@ -24,6 +25,7 @@ import torch
 from recipekit.atomic import atomic_directory
 from recipekit.checkpoint import (
     CheckpointError,
+    copy_processor_files,
     default_device,
     human_size,
     load_model,
@@ -112,6 +114,7 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
         # not the NF4 quantisation of its source any more.
         quantized.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        processor_files = copy_processor_files(request.model, staging)
         quantized_logits = probe_logits(quantized, tokenizer, texts)
         drift = compare_logits(reference, quantized_logits)
         print(f"{layers} linear layers in NF4; logit drift vs the {full_dtype} model: max {drift.max_abs:.3e}, "
@@ -137,6 +140,7 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
             "size_ratio": after / before,
             "drift": drift.as_dict(),
             "reload_max_abs_logit_diff": reload_diff.max_abs,
+            "processor_files": processor_files,
         }
         write_manifest(staging, config={"quantize": summary}, inputs=[request.model], extra={"quantize": summary})
     print(f"weights {human_size(before)} -> {human_size(after)} ({after / before:.1%}); wrote {request.out}")

@@ -13,12 +13,14 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTuner
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoProcessor, AutoTokenizer
 
 from recipekit.merge import main as merge_main
 from recipekit.offline import offline_env
-from recipekit.paths import REPO_ROOT
+from recipekit.paths import RECIPES_DIR, REPO_ROOT
 from recipekit.probes import probe_logits, probe_texts
+from recipekit.recipe_config import load_recipe
 
 MERGE_CLI = REPO_ROOT / "merge" / "merge_lora.py"
 ATOL = 1e-4  # float32 merge of tiny models: PEFT's unmerged forward vs merged weights
@@ -37,7 +39,8 @@ def make_lora(base: Path, out: Path, seed: int, tokenizer=None, **lora_kwargs) -
     model = cls.from_pretrained(base, dtype=torch.float32)
     if tokenizer is not None:
         model.resize_token_embeddings(len(tokenizer))
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, **lora_kwargs)
+    lora_kwargs.setdefault("target_modules", "all-linear")
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, **lora_kwargs)
     peft_model = get_peft_model(model, config)
     with torch.no_grad():  # full copies (embeddings, heads, scores) start equal to the base: move them
         for name, param in peft_model.named_parameters():
@@ -71,6 +74,17 @@ def max_diff(a, b) -> float:
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def changed_weights(base: Path, merged: Path) -> set[str]:
+    """Names of the tensors that differ in any bit between two float32 checkpoints."""
+    before, after = load_file(base / "model.safetensors"), load_file(merged / "model.safetensors")
+    assert before.keys() == after.keys()
+    return {name for name in before if not torch.equal(before[name], after[name])}
+
+
+PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +237,26 @@ def test_merge_an_adapter_axolotl_trained(axolotl_adapter, tmp_path):
     merge = json.loads((out / "manifest.json").read_text())["merge"]
     assert merge["end_of_turn_token"] == "<turn|>"
     assert merge["base"] == config["base_model"]
+
+    # The merged supervisor loads as its base does: same class, same processor file, and the
+    # recipe's LoRA changed the language model's projections and not one bit of anything else.
+    base = Path(config["base_model"])
+    assert type(AutoModelForCausalLM.from_pretrained(out)).__name__ == "Gemma4UnifiedForConditionalGeneration"
+    assert merge["processor_files"] == ["processor_config.json"]
+    assert (out / "processor_config.json").read_bytes() == (base / "processor_config.json").read_bytes()
+    assert changed_weights(base, out) == {
+        f"model.language_model.layers.{i}.{p}.weight" for i in range(2) for p in PROJECTIONS}
+
+
+def test_merged_gemma3_keeps_its_processor_and_vision_tower(tiny_model, tmp_path):
+    base = tiny_model("gemma3")
+    targets = load_recipe(RECIPES_DIR / "cs_chatbot_gemma3_4b.yml")["lora_target_modules"]
+    adapter = make_lora(base, tmp_path / "adapter", seed=5, target_modules=targets)
+    out = tmp_path / "merged"
+    assert merge_main(["--base", str(base), "--adapter", str(adapter), "--out", str(out), "--dtype", "float32"]) == 0
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        assert (out / name).read_bytes() == (base / name).read_bytes()
+    assert type(AutoProcessor.from_pretrained(out)).__name__ == "Gemma3Processor"
+    # on disk Gemma 3 keeps the released layout: language_model.model.*, vision_tower.*
+    assert changed_weights(base, out) == {
+        f"language_model.model.layers.{i}.{p}.weight" for i in range(2) for p in PROJECTIONS}

@@ -62,6 +62,7 @@ def test_export_reloads_as_the_nf4_quantisation_of_its_source(export):
     for a, b in zip(probe_logits(reloaded, tokenizer, texts), probe_logits(fresh, tokenizer, texts)):
         assert torch.equal(a, b)
     assert (out / "chat_template.jinja").exists()
+    assert (out / "processor_config.json").read_bytes() == (Path(source) / "processor_config.json").read_bytes()
 
 
 def test_export_reports_size_and_drift(export):
