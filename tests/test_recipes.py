@@ -10,6 +10,10 @@ import json
 import math
 
 import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
 
 from recipekit.axolotl_manifest import PLUGIN_NAME
 from recipekit.paths import RECIPES_DIR
@@ -17,6 +21,20 @@ from recipekit.recipe_config import apply_overrides, cpu_overrides, load_recipe,
 from recipekit.smoke import smoke_train
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
+
+
+def lora_modules(adapter_dir) -> set[str]:
+    """Modules of the base model that got LoRA weights, by name."""
+    with safe_open(adapter_dir / "adapter_model.safetensors", framework="pt") as handle:
+        return {key.removeprefix("base_model.model.").split(".lora_")[0] for key in handle.keys()}
+
+
+def language_model_linears(base) -> set[str]:
+    """Every linear layer of the base model's language model (its decoder)."""
+    model = AutoModelForCausalLM.from_pretrained(base)
+    decoder = model.get_decoder()
+    prefix = next(name for name, module in model.named_modules() if module is decoder)
+    return {f"{prefix}.{name}" for name, module in decoder.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
 def test_there_are_recipes():
@@ -54,6 +72,11 @@ def test_recipe_trains_on_cpu(recipe, tmp_path):
     manifest = json.loads((result.output_dir / "manifest.json").read_text())
     assert manifest["seed"] == load_recipe(recipe).get("seed")
     assert all(digest for digest in manifest["inputs"].values()), "a dataset file was not hashed"
+    if load_recipe(recipe).get("adapter"):
+        # LoRA on every linear layer of the language model and nowhere else (Gemma 3 and 4
+        # also have a vision tower or image embedder, which text-only data never trains)
+        base = yaml.safe_load(result.config_path.read_text())["base_model"]
+        assert lora_modules(result.output_dir) == language_model_linears(base)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
