@@ -114,7 +114,9 @@ def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths:
     """
     datasets = [{**entry, "path": path} for entry, path in zip(config.get("datasets") or [], dataset_paths)]
     switches = cpu_overrides(config)
-    if "attn_implementation" in switches:  # a CUDA kernel swapped out: keep applying a soft-cap (Gemma 2)
+    # A CUDA kernel swapped out: keep applying a soft-cap (Gemma 2). A model that is not on disk
+    # is left for Axolotl to report, after its config checks.
+    if "attn_implementation" in switches and (Path(base_model) / "config.json").is_file():
         from transformers import AutoConfig
 
         capped = attention_implementation(AutoConfig.from_pretrained(base_model), "cpu", None)
