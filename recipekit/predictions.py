@@ -2,7 +2,8 @@
 
 A scorer that is interrupted loses at most the row in flight: every row is written with
 one write call and flushed to disk. Reading validates every line and names the file and
-line of the first bad one, and never rewrites the file.
+line of the first bad one, and never rewrites the file. Only the writer, resuming, cuts off
+a last line without its newline: a write that a crash cut short.
 """
 
 from __future__ import annotations
@@ -37,6 +38,26 @@ def read_predictions(path: str | Path, required: Iterable[str] = ("id",)) -> lis
     return rows
 
 
+def _drop_torn_last_line(path: Path, block: int = 1 << 16) -> None:
+    """Cut the file back to its last newline; the row that was being written is generated again."""
+    with open(path, "rb+") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        handle.seek(max(end - 1, 0))
+        if end == 0 or handle.read(1) == b"\n":
+            return
+        keep, pos = 0, end
+        while pos > 0:  # backwards, one block at a time: the file may be large
+            start = max(pos - block, 0)
+            handle.seek(start)
+            cut = handle.read(pos - start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            pos = start
+        handle.truncate(keep)
+    print(f"{path}: dropped a half-written last line ({end - keep} bytes) left by an interrupted run")
+
+
 class PredictionStore:
     """Append-only predictions file; `done` holds the ids already written."""
 
@@ -45,6 +66,7 @@ class PredictionStore:
         self.required = tuple(required)
         self.done: set[str] = set()
         if self.path.exists():
+            _drop_torn_last_line(self.path)
             self.done = {str(r["id"]) for r in read_predictions(self.path, self.required)}
 
     def append(self, row: dict[str, Any]) -> None:
