@@ -37,6 +37,7 @@ from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.perplexity import perplexity, reference_nll
 from recipekit.predictions import PredictionsError, read_predictions
 from recipekit.reporting import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.shards import parse_args
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")
 GROUPINGS = ("category", "intent")
@@ -164,4 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_scorer(build_parser().parse_args(argv), generate, score, metrics_markdown)
+    return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
+
+
+if __name__ == "__main__":  # also how --replicas starts its workers
+    raise SystemExit(main())

@@ -4,7 +4,9 @@ A scorer reads held-out conversations, generates a reply for each row that is no
 in OUT/predictions.jsonl (so an interrupted run resumes where it stopped), then scores
 the predictions file; `--score-only` re-scores an existing file without a model and
 `--compare` prints several metrics.json files side by side. Each scorer supplies the
-fields it keeps per row and its own metrics.
+fields it keeps per row and its own metrics. With `--shard I/N` a run only generates its
+shard's rows; `--merge-shards N` (or `--replicas N`) merges the shards, then scores
+(recipekit/shards.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from recipekit.generation import (
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
 from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
-from recipekit.predictions import PredictionsError, PredictionStore
+from recipekit.predictions import PredictionsError
+from recipekit.shards import ShardError, add_scale_out_args, fill
 
 
 class EvalDataError(ValueError):
@@ -71,30 +74,32 @@ def open_generator(args: argparse.Namespace):
     if args.backend == "vllm":
         if args.adapter:
             raise ModelLoadError("--backend vllm needs a merged checkpoint (--model); merge adapters first")
-        return VllmGenerator(args.model, dtype=args.dtype)
+        return VllmGenerator(args.model, dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size)
     model, tokenizer = load_chat_model(args.model, args.base, args.adapter or (), dtype=args.dtype)
     return TransformersGenerator(model, tokenizer, batch_size=args.batch_size)
 
 
 def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], fields: Iterable[str],
                          record: Record, desc: str, sampling: Sampling | None = None) -> Path:
-    """Generate a reply for every row not yet in OUT/predictions.jsonl, appending as each finishes;
-    greedy unless `sampling` says otherwise."""
-    out = Path(args.out)
-    rows = rows[: args.limit]
-    store = PredictionStore(out / "predictions.jsonl", fields)
-    todo = pending(rows, store.done)
-    print(f"{len(rows)} rows, {len(rows) - len(todo)} already in {store.path}, {len(todo)} to generate")
-    if todo:
-        generator = open_generator(args)
-        prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
+    """Generate a reply for every row (of this shard) not yet in the predictions file, appending as each
+    finishes, greedy unless `sampling` says otherwise; or merge the shards' files into OUT/predictions.jsonl."""
+    def generate(mine: list[dict[str, Any]], store) -> None:
+        todo = pending(mine, store.done)
+        print(f"{len(mine)} rows, {len(mine) - len(todo)} already in {store.path}, {len(todo)} to generate")
+        if todo:
+            generator = open_generator(args)
+            prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
 
-        def save(index: int, result: Generated) -> None:
-            store.append(record(todo[index], prompts[index], result, generator))
+            def save(index: int, result: Generated) -> None:
+                store.append(record(todo[index], prompts[index], result, generator))
 
-        generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save, desc=desc)
-    write_manifest(out, config=vars(args), inputs=[args.data, *(args.adapter or [])], seed=None)
-    return store.path
+            generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save,
+                               desc=desc)
+
+    path = fill(args.workers, args.out, "predictions.jsonl", rows[: args.limit], fields, generate)
+    write_manifest(args.workers.dir(args.out), config=vars(args), inputs=[args.data, *(args.adapter or [])],
+                   seed=None)
+    return path
 
 
 def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -120,6 +125,7 @@ def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--limit", type=int, help="score only the first N test rows")
+    add_scale_out_args(parser)
 
 
 def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
@@ -149,8 +155,11 @@ def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace]
             if not args.data:
                 raise SystemExit("--data is required to generate (or pass --score-only)")
             predictions = generate(args)
+            if args.workers.shard:  # scored once every shard is in
+                print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
+                return 0
         metrics = score(predictions, args.out, args)
-    except (EvalDataError, PredictionsError, ModelLoadError, ConversationError, MetricArgumentError,
+    except (EvalDataError, PredictionsError, ShardError, ModelLoadError, ConversationError, MetricArgumentError,
             FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

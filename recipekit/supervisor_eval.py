@@ -30,6 +30,7 @@ from recipekit.metrics.text import bertscore_label, text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
 from recipekit.predictions import PredictionsError, read_predictions
 from recipekit.reporting import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.shards import parse_args
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
 CARD_ROWS = (  # (label in the table, key, shown as percent); a label of None is named from the runs
@@ -116,4 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_scorer(build_parser().parse_args(argv), generate, score, metrics_markdown)
+    return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
+
+
+if __name__ == "__main__":  # also how --replicas starts its workers
+    raise SystemExit(main())

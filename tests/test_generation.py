@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from recipekit import generation
 from recipekit.generation import Sampling
+from recipekit.paths import FIXTURES_DIR
 from recipekit.sppo.generate import chat_prompt, open_policy
 from recipekit.tiny_models import FAMILIES
 
@@ -79,3 +80,39 @@ def test_vllm_gets_the_ids_transformers_generates_from(family, tiny_model, stand
     assert sorted(engine_ids) == sorted(fed) and len(fed) == len(PROMPTS)
     # Token prompts, so no vLLM tokenizer setting can add or drop a special token.
     assert all(isinstance(prompt, dict) for prompt in engine.received)
+
+
+
+def _scorer(model, out, *extra):
+    from recipekit.supervisor_eval import main
+
+    data = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"
+    return main(["--model", model, "--data", str(data), "--out", str(out), "--limit", "2", *extra])
+
+
+def _backfill(model, out, *extra):
+    from recipekit.backfill.job import main
+
+    return main(["--model", model, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"), "--out", str(out),
+                 *extra])
+
+
+def _sppo(model, out, *extra):
+    from recipekit.sppo.driver import main
+
+    return main(["--prompts", str(FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"), "--out", str(out),
+                 "--start-model", model, "--limit", "3", "--holdout", "1", "--shard", "0/1", *extra])
+
+
+@pytest.mark.parametrize("family, entry", [("gemma4", _scorer), ("qwen3_backfill", _backfill), ("gemma2", _sppo)],
+                         ids=["scorer", "backfill", "sppo"])
+def test_tensor_parallel_size_reaches_the_vllm_engine(family, entry, tiny_model, stand_in_vllm, tmp_path, capsys):
+    """--tensor-parallel-size of the scorers, the backfill job and the SPPO driver's generate stage becomes
+    the engine's tensor_parallel_size; with the transformers backend it is refused, not ignored."""
+    model = str(tiny_model(family))
+    assert entry(model, tmp_path / "vllm", "--backend", "vllm", "--tensor-parallel-size", "4") == 0
+    assert [engine.options["tensor_parallel_size"] for engine in stand_in_vllm] == [4]
+    assert stand_in_vllm[0].received  # the rows went to that engine
+    with pytest.raises(SystemExit) as usage:
+        entry(model, tmp_path / "transformers", "--tensor-parallel-size", "4")
+    assert usage.value.code == 2 and "--tensor-parallel-size splits a vLLM engine" in capsys.readouterr().err

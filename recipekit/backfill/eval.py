@@ -33,6 +33,7 @@ from recipekit.predictions import PredictionsError, read_predictions
 from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, write_jsonl
 from recipekit.reporting import fmt, histogram_png, markdown_table, write_json
+from recipekit.shards import parse_args
 
 PREDICTION_FIELDS = ("id", "solution", "output", "new_tokens", "stopped")
 CARD_ROWS = (  # (label in the table, key, shown as percent)
@@ -136,4 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_scorer(build_parser().parse_args(argv), generate, score, metrics_markdown)
+    return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
+
+
+if __name__ == "__main__":  # also how --replicas starts its workers
+    raise SystemExit(main())

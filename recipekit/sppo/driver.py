@@ -27,6 +27,12 @@ the starting policy is evaluated once too (OUT/base/alpaca_eval/), and OUT/alpac
 .json and .png set it beside every iteration, as the card's table does. A re-run skips
 every stage whose marker (OUT/iter_N/.stages/, OUT/.../alpaca_eval/.stages/) matches its
 settings, inputs and outputs, and resumes generation, ranking and judging where they stopped.
+
+Generation over several GPUs (recipekit/shards.py): `--replicas N` starts N workers for each
+iteration's generate stage and merges their files, then ranks and trains as above. By hand:
+every process runs the same command with `--shard I/N` (it generates shard I of the first
+iteration not generated yet, into OUT/iter_K/shards/, and stops), then one run with
+`--merge-shards N` merges them and goes on until the next iteration's generations are needed.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from recipekit.predictions import PredictionsError, PredictionStore, read_predic
 from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, collect, write_jsonl
 from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
+from recipekit.shards import Shard, ShardError, add_scale_out_args, fill, parse_args
 from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
 from recipekit.sppo import alpaca_eval
 from recipekit.sppo.generate import (
@@ -131,23 +138,42 @@ def policy_prompts(args, it: Iteration) -> tuple[list[dict[str, str]], dict[str,
     return kept, {"read": len(rows), "over_limit": len(too_long), "max_prompt_tokens": args.max_prompt_tokens}
 
 
-def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dict[str, Any]:
+def _generate_key(args, it: Iteration, train_rows: list[dict[str, str]]) -> tuple[dict[str, Any], list]:
     params = {"k": args.k, "temperature": args.temperature, "top_p": args.top_p,
               "max_new_tokens": args.max_new_tokens, "seed": args.seed, "ids": [r["id"] for r in train_rows]}
-    inputs = [it.prompts_path, it.start_model]
-    stats = it.book.finished("generate", params, inputs, [it.generations])
+    return params, [it.prompts_path, it.start_model]
+
+
+def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dict[str, Any]:
+    """K responses per training prompt in generations.jsonl; a shard's process writes only its shard's
+    file (and returns no stats), a merging process merges the shards' files."""
+    params, inputs = _generate_key(args, it, train_rows)
+    workers = args.workers
+    stats = None if workers.shard else it.book.finished("generate", params, inputs, [it.generations])
     if stats is not None:
         return stats
     it.ran.append("generate")
-    it.book.resume_or_reset("generate", params, inputs, it.generations)
-    store = PredictionStore(it.generations, GENERATION_FIELDS)
-    if any(row["id"] not in store.done for row in train_rows):
-        generator = open_policy(it.start_model, args.backend, args.dtype, args.batch_size)
-        sample_responses(generator, train_rows, store, sampling_settings(args), args.k, args.chunk_size,
-                         desc=f"iter {it.number}: generating {args.k} responses per prompt")
-        del generator
-        free_accelerator_memory()
-    rows = read_predictions(it.generations, GENERATION_FIELDS)
+    own = workers.dir(it.dir)
+    StageBook(own).resume_or_reset("generate", params, inputs, own / it.generations.name)
+
+    def generate(mine: list[dict[str, str]], store: PredictionStore) -> None:
+        if any(row["id"] not in store.done for row in mine):
+            generator = open_policy(it.start_model, args.backend, args.dtype, args.batch_size,
+                                    args.tensor_parallel_size)
+            sample_responses(generator, mine, store, sampling_settings(args), args.k, args.chunk_size,
+                             desc=f"iter {it.number}: generating {args.k} responses per prompt")
+            del generator
+            free_accelerator_memory()
+
+    def same_settings(shard: Shard) -> None:
+        if not StageBook(shard.dir(it.dir)).started_with("generate", params, inputs):
+            raise StageError(f"{shard.dir(it.dir)}: shard {shard} was generated with other settings or inputs "
+                             "than this run's; rerun it with the same options")
+
+    path = fill(workers, it.dir, it.generations.name, train_rows, GENERATION_FIELDS, generate, same_settings)
+    if workers.shard:
+        return {}
+    rows = read_predictions(path, GENERATION_FIELDS)
     missing = {r["id"] for r in train_rows} - {r["id"] for r in rows}
     if missing:
         raise StageError(f"{it.generations}: {len(missing)} prompts have no responses after generating")
@@ -314,7 +340,7 @@ def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[st
     prompts = [row["prompt"] for row in heldout]
     replies = {}
     for side, model in (("previous", it.start_model), ("new", str(it.checkpoint))):
-        generator = open_policy(model, args.backend, args.dtype, args.batch_size)
+        generator = open_policy(model, args.backend, args.dtype, args.batch_size, args.tensor_parallel_size)
         replies[side] = greedy_responses(generator, prompts, args.max_new_tokens,
                                          desc=f"iter {it.number}: {side} policy")
         del generator
@@ -370,7 +396,26 @@ def run_iteration(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]
     return iteration_row(it.number, it.start_model, it.checkpoint, stats)
 
 
+def generate_shard(args, it: Iteration, recipe: dict[str, Any]) -> bool:
+    """Generate this process's shard of the iteration if its generations are not merged yet; False when
+    they are and the iteration is trained, so the shard belongs to a later one."""
+    rows, _ = policy_prompts(args, it)
+    train_rows, _ = split_holdout(rows, args.holdout, it.prompts_path)
+    if it.book.finished("generate", *_generate_key(args, it, train_rows), [it.generations]) is None:
+        stage_generate(args, it, train_rows)
+        print(f"iter {it.number}: shard {args.workers.shard} generated; when every shard is done, run the driver "
+              f"with --merge-shards {args.workers.shard.count}")
+        return True
+    if it.book.finished("train", training_config(args, it, recipe), [it.pairs, it.start_model],
+                        [it.checkpoint]) is None:
+        raise StageError(f"iter {it.number}: its generations are merged but it is not trained yet, so the next "
+                         f"iteration has no policy; run the driver with --merge-shards {args.workers.shard.count}")
+    return False
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every iteration in turn; a shard's process only generates its shard of the first iteration whose
+    generations are not merged yet."""
     recipe = load_recipe(args.recipe)
     out = Path(args.out)
     model = args.start_model or recipe.get("base_model")
@@ -378,16 +423,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise RecipeError(f"{args.recipe}: no base_model; pass --start-model")
     summary = []
     alpaca_runs = {}
-    if args.alpaca_eval:
+    if args.alpaca_eval and not args.workers.shard:  # a generation shard only generates
         alpaca_runs["base"] = stage_alpaca_eval(args, out / "base" / "alpaca_eval", str(model), Path(str(model)).name, [])
     for number, prompts_path in enumerate(args.prompts, start=1):
         it = Iteration(out, number, Path(prompts_path), str(model))
-        summary.append(run_iteration(args, it, recipe))
-        write_summary(out, summary)
-        alpaca_runs[f"iter {number}"] = summary[-1].get("alpaca_eval")
-        if args.alpaca_reference:
-            alpaca_eval.write_comparison(out, "alpaca_eval", alpaca_runs)
+        if args.workers.shard:
+            if generate_shard(args, it, recipe):
+                return summary
+        else:
+            summary.append(run_iteration(args, it, recipe))
+            write_summary(out, summary)
+            alpaca_runs[f"iter {number}"] = summary[-1].get("alpaca_eval")
+            if args.alpaca_reference:
+                alpaca_eval.write_comparison(out, "alpaca_eval", alpaca_runs)
         model = it.checkpoint
+    if args.workers.shard:
+        print(f"shard {args.workers.shard}: nothing to generate, every iteration is generated and trained")
     return summary
 
 
@@ -434,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     alpaca.add_argument("--alpaca-judge", help="local judge: reward-model, pairrm, MODULE:NAME or pairwise "
                                                "(default: the ranker, which training optimised for)")
     alpaca.add_argument("--alpaca-judge-model", help="the --alpaca-judge's model")
+    add_scale_out_args(parser)
     training = parser.add_argument_group("training")
     training.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                           help="top-level recipe key, VALUE read as YAML (repeat)")
@@ -445,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, __name__)
     if args.k < 2:
         parser.error("--k must be at least 2: a pair needs two responses")
     if args.max_prompt_tokens < 0:
@@ -454,11 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
     try:
         run(args)
-    except (PromptFileError, PredictionsError, RankerUnavailable, MissingGpuPackage, ModelLoadError, RecipeError,
-            StageError, EvalDataError) as err:
+    except (PromptFileError, PredictionsError, ShardError, RankerUnavailable, MissingGpuPackage, ModelLoadError,
+            RecipeError, StageError, EvalDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
+    if not args.workers.shard:
+        print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     return 0
 
 

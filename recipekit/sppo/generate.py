@@ -69,10 +69,11 @@ def split_holdout(rows: list[dict[str, str]], holdout: int, source: Path | str) 
     return rows[:-holdout], rows[-holdout:]
 
 
-def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = 8):
-    """A generator (with .tokenizer) over a checkpoint: vLLM, or batched transformers."""
-    return open_generator(argparse.Namespace(backend=backend, model=model, base=None, adapter=None,
-                                             dtype=dtype, batch_size=batch_size))
+def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = 8, tensor_parallel_size: int = 1):
+    """A generator (with .tokenizer) over a checkpoint: vLLM (over `tensor_parallel_size` GPUs), or batched
+    transformers."""
+    return open_generator(argparse.Namespace(backend=backend, model=model, base=None, adapter=None, dtype=dtype,
+                                             batch_size=batch_size, tensor_parallel_size=tensor_parallel_size))
 
 
 def sample_responses(generator, rows: list[dict[str, str]], store: PredictionStore, sampling: Sampling, k: int,

@@ -70,16 +70,23 @@ class StageBook:
         atomic_write_text(self.dir / f"{stage}.json", json.dumps(marker, indent=2, ensure_ascii=False) + "\n")
         return stats
 
+    def started_with(self, stage: str, params: dict[str, Any], inputs: list[Path | str]) -> bool:
+        """Whether the stage's partial output was started from these settings and inputs."""
+        return self._read(self.dir / f"{stage}.started.json") == _start_key(params, inputs)
+
     def resume_or_reset(self, stage: str, params: dict[str, Any], inputs: list[Path | str], partial: Path) -> None:
         """Keep `partial` for resuming only if it was started from the same settings and inputs."""
-        key = {"params": _plain(params), "inputs": fingerprint(inputs)}
-        key_path = self.dir / f"{stage}.started.json"
-        if partial.exists() and self._read(key_path) != key:
+        if partial.exists() and not self.started_with(stage, params, inputs):
             stale = partial.with_name(partial.name + ".stale")
             partial.replace(stale)
             print(f"{partial}: started from other settings or inputs; moved to {stale.name}, starting over")
         if not partial.exists():
-            atomic_write_text(key_path, json.dumps(key, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(self.dir / f"{stage}.started.json",
+                              json.dumps(_start_key(params, inputs), indent=2, ensure_ascii=False) + "\n")
+
+
+def _start_key(params: dict[str, Any], inputs: list[Path | str]) -> dict[str, Any]:
+    return {"params": _plain(params), "inputs": fingerprint(inputs)}
 
 
 def _plain(value: Any) -> Any:
