@@ -138,11 +138,11 @@ def workers_from_args(args: argparse.Namespace, command: Sequence[str], env: dic
     if len(roles) > 1:
         raise ShardError(f"{' and '.join(roles)} do not go together: a process generates one shard, "
                          "merges the shards, or starts the replicas")
-    if not roles and int(env.get("WORLD_SIZE", "1")) > 1:
+    if not roles and "WORLD_SIZE" in env and _env_int(env, "WORLD_SIZE", "--shard") > 1:
         shard, launched = _checked(_env_int(env, "RANK", "--shard"), _env_int(env, "WORLD_SIZE", "--shard")), True
     if launched:
         _pin_local_gpu(env, args.tensor_parallel_size)
-        print(f"shard {shard}, from RANK and WORLD_SIZE")
+        print(f"shard {shard}: its index from RANK, set by the launcher")
     if shard:
         return Workers(shard=shard, gpus_each=args.tensor_parallel_size)
     if args.replicas > 1:

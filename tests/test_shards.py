@@ -113,6 +113,13 @@ def test_scale_out_options_that_cannot_work_are_refused(argv, message):
         options(*argv)
 
 
+def test_a_launcher_environment_that_makes_no_sense_is_refused():
+    with pytest.raises(ShardError, match="WORLD_SIZE='eight' is not an integer"):
+        options(env={"WORLD_SIZE": "eight", "RANK": "0"})
+    with pytest.raises(ShardError, match="--shard: not given, and RANK is not set"):
+        options(env={"WORLD_SIZE": "8"})
+
+
 def test_a_bad_shard_is_a_usage_error(capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="transformers")
