@@ -60,6 +60,7 @@ from recipekit.predictions import PredictionsError, PredictionStore, read_predic
 from recipekit.prep import rows as fields
 from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
 from recipekit.reporting import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.shards import parse_args
 from recipekit.sppo.generate import free_accelerator_memory
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
@@ -483,7 +484,10 @@ def judge_spec(args: argparse.Namespace) -> JudgeSpec:
 def main(argv: list[str] | None = None, judge: LocalJudge | None = None) -> int:
     """The command; `judge` replaces the one --judge names (tests, other judges)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, __name__)
+    if args.workers.shard or args.workers.merge or args.workers.replicas:
+        parser.error("AlpacaEval answers are generated in one process (805 instructions); "
+                     "--shard, --merge-shards and --replicas are not offered here")
     try:
         if args.compare:
             runs = load_comparison(args.compare, args.names)

@@ -56,7 +56,7 @@ from recipekit.predictions import PredictionsError, PredictionStore, read_predic
 from recipekit.prep.rows import PrepError, RowError
 from recipekit.prep.runner import Stats, collect, write_jsonl
 from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
-from recipekit.shards import Shard, ShardError, add_scale_out_args, fill, parse_args
+from recipekit.shards import Shard, ShardError, Workers, add_scale_out_args, fill, parse_args
 from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
 from recipekit.sppo import alpaca_eval
 from recipekit.sppo.generate import (
@@ -367,7 +367,8 @@ def stage_alpaca_eval(args, out: Path, model: str, name: str, ran: list[str]) ->
     reference, their local judgement; finished stages are skipped (their own markers in OUT)."""
     generation = argparse.Namespace(model=model, base=None, adapter=None, data=args.alpaca_eval, out=out, limit=None,
                                     backend=args.backend, batch_size=args.batch_size, dtype=args.dtype,
-                                    max_new_tokens=args.max_new_tokens)
+                                    max_new_tokens=args.max_new_tokens, workers=Workers(),
+                                    tensor_parallel_size=args.tensor_parallel_size)
     outputs = alpaca_eval.generate_outputs(generation, name, sampling_settings(args), ran)
     free_accelerator_memory()
     if not args.alpaca_reference:
