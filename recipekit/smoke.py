@@ -6,6 +6,7 @@ sequence length, a handful of steps, and the CPU switches. The run must finish, 
 output, and log finite training losses.
 
     python -m recipekit.smoke recipes/supervisor_stage1.yml --steps 3
+    python -m recipekit.smoke recipes/cs_chatbot_gemma3_4b.yml --steps 2 --nproc 2   # DDP over 2 CPU processes
 """
 
 from __future__ import annotations
@@ -181,32 +182,58 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
-def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
-                      options: Sequence[str] = ()) -> str:
-    """Run `axolotl train CONFIG [OPTIONS]` in a subprocess; return its combined output."""
+def run_axolotl(command: str, config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
+                options: Sequence[str] = ()) -> str:
+    """Run `axolotl COMMAND CONFIG [OPTIONS]` in a subprocess; return its combined output."""
     env = offline_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path), *options]
+    argv = [str(Path(sys.executable).parent / "axolotl"), command, str(config_path), *options]
     done = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
     output = done.stdout + done.stderr
     log_path.write_text(output, encoding="utf-8")
     if done.returncode != 0:
         tail = "\n".join(output.splitlines()[-40:])
-        raise SmokeError(f"axolotl train {config_path} exited {done.returncode}; log {log_path}\n{tail}")
+        raise SmokeError(f"axolotl {command} {config_path} exited {done.returncode}; log {log_path}\n{tail}")
     return output
 
 
-def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any]) -> SmokeResult:
-    """`axolotl train` on the recipe plus `overrides`; check it logged finite losses and wrote weights."""
+def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
+                      options: Sequence[str] = ()) -> str:
+    return run_axolotl("train", config_path, log_path, cwd, timeout, options)
+
+
+def launch_options(nproc: int) -> list[str]:
+    """`axolotl train` options that start `nproc` processes on this machine with torchrun.
+
+    Not accelerate: `accelerate launch --cpu` starts one process per machine unless given an MPI hostfile.
+    """
+    return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(nproc)]
+
+
+def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any],
+                         nproc: int = 1) -> SmokeResult:
+    """`axolotl train` on the recipe plus `overrides`; check it logged finite losses and wrote weights.
+
+    With `nproc` > 1 it is one data-parallel run of that many CPU processes (torchrun, gloo),
+    after `axolotl preprocess`, as on several GPUs (recipes/launch/README.md).
+    """
     recipe = Path(recipe)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config = apply_overrides(load_recipe(recipe), overrides)
+    if nproc > 1:
+        from recipekit.cpu_parallel import DATA_PARALLEL_PLUGIN
+
+        config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
     config_path = dump_config(config, workdir / f"{recipe.stem}.run.yml")
+    options: list[str] = []
+    if nproc > 1:  # prepared once, so every rank reads the same rows from disk
+        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", cwd=workdir)
+        options = launch_options(nproc)
     log_path = workdir / "axolotl_train.log"
-    output = run_axolotl_train(config_path, log_path, cwd=workdir)
+    output = run_axolotl_train(config_path, log_path, cwd=workdir, options=options)
 
     records = parse_log_records(output)
     losses = [_as_float(r["loss"]) for r in records if "loss" in r]
@@ -221,13 +248,13 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
 
 
 def smoke_train(
-    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None
+    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None, nproc: int = 1
 ) -> SmokeResult:
-    """A few CPU steps of `recipe` on its tiny model and fixture data."""
+    """A few CPU steps of `recipe` on its tiny model and fixture data, in `nproc` data-parallel processes."""
     recipe, workdir = Path(recipe), Path(workdir)
     overrides = smoke_overrides(recipe, load_recipe(recipe), workdir, steps)
     overrides.update(extra or {})
-    return train_with_overrides(recipe, workdir, overrides)
+    return train_with_overrides(recipe, workdir, overrides, nproc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="keep the run here (default: a temporary directory)")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel CPU processes (torchrun, gloo)")
     args = parser.parse_args(argv)
     if args.workdir:
-        result = smoke_train(args.recipe, args.workdir, args.steps)
+        result = smoke_train(args.recipe, args.workdir, args.steps, nproc=args.nproc)
     else:
         with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
-            result = smoke_train(args.recipe, tmp, args.steps)
+            result = smoke_train(args.recipe, tmp, args.steps, nproc=args.nproc)
     print(f"{args.recipe}: {len(result.losses)} logged steps, losses {['%.4f' % x for x in result.losses]}")
     return 0
 

@@ -1,0 +1,107 @@
+"""Data-parallel runs of several CPU processes (torchrun, gloo), as the tests launch them.
+
+`CpuDataParallelPlugin` makes `axolotl train` under torchrun one data-parallel job on
+CPUs. Two things stand in the way, and neither has a config key:
+
+- Axolotl 0.19's normalize_config sets `device_map: {"": LOCAL_RANK}` whenever WORLD_SIZE
+  > 1, overwriting a `device_map` in the config and the `{"": "cpu"}` it had just chosen
+  itself; transformers reads the integer as an accelerator index and the load fails.
+- Axolotl's trainer rebuilds accelerate's state from the environment, where only
+  ACCELERATE_USE_CPU (what `accelerate launch --cpu` sets) asks for CPU processes; without
+  it each process finds no accelerator and trains alone, never wrapped in
+  DistributedDataParallel, although torch.distributed is up: two runs, not one.
+
+`RankRecordPlugin` has every rank save, at the start and after each optimiser step, the
+gradients the optimiser was given and the trainable parameters, with the process group
+it ran in, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from axolotl.integrations.base import BasePlugin
+from transformers import TrainerCallback
+
+DATA_PARALLEL_PLUGIN = "recipekit.cpu_parallel.CpuDataParallelPlugin"
+RECORD_PLUGIN = "recipekit.cpu_parallel.RankRecordPlugin"
+RECORD_DIR = "rank_record"
+
+
+class CpuDataParallelPlugin(BasePlugin):
+    """DDP over CPU processes with gloo; for launches of several processes only."""
+
+    def register(self, cfg):
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+    def load_datasets(self, cfg, preprocess=False):
+        # The first plugin hook after normalize_config and before any model (policy or
+        # reference) is loaded: put back the device map Axolotl chose for a CPU.
+        if cfg.device == "cpu":
+            cfg.device_map = {"": "cpu"}
+        return None  # Axolotl loads the datasets as usual
+
+    def get_training_args(self, cfg):
+        return {"ddp_backend": "gloo"}
+
+
+def record_path(output_dir: str | Path, step: int, rank: int) -> Path:
+    return Path(output_dir) / RECORD_DIR / f"step{step}_rank{rank}.pt"
+
+
+def read_record(output_dir: str | Path, step: int, rank: int = 0) -> dict[str, Any]:
+    return torch.load(record_path(output_dir, step, rank), weights_only=True)
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard."""
+    tensor = tensor.detach()
+    if hasattr(tensor, "full_tensor"):
+        tensor = tensor.full_tensor()
+    return tensor.float().cpu().clone()
+
+
+class RankRecordCallback(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def _trainable(self):
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model_wrapped)
+        return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        # after the all-reduce and the clipping: what the optimiser steps with
+        self.grads = {name: _full(p.grad) for name, p in self._trainable() if p.grad is not None}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.on_step_end(args, state, control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        record = {
+            "world_size": torch.distributed.get_world_size() if distributed else 1,
+            "backend": torch.distributed.get_backend() if distributed else None,
+            # what the trainer steps through: DistributedDataParallel, or the model itself
+            "wrapper": type(self.trainer.model_wrapped).__name__,
+            "grads": self.grads,
+            "params": {name: _full(p) for name, p in self._trainable()},
+        }
+        path = record_path(args.output_dir, state.global_step, rank)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(record, path)
+
+
+class RankRecordPlugin(BasePlugin):
+    def pre_model_load(self, cfg):
+        # Axolotl seeds only when it builds the trainer, after a LoRA adapter has been
+        # initialised from the process's random state; seed here so compared runs start alike.
+        torch.manual_seed(cfg.seed if cfg.seed is not None else 0)
+
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        return [RankRecordCallback(trainer)]
+
