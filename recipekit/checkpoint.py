@@ -28,6 +28,22 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded, merged or written as asked."""
 
 
+def refuse_sharded(path: str | Path) -> None:
+    """Refuse a directory that holds FSDP's per-rank shards (SHARDED_STATE_DICT) but no whole weights.
+
+    The Trainer saves every checkpoint of an FSDP run this way unless told otherwise, as
+    torch.distributed.checkpoint files under `pytorch_model_fsdp_0/`, which nothing here can load.
+    """
+    path = Path(path)
+    shards = sorted(path.glob("pytorch_model_fsdp_*")) if path.is_dir() else []
+    if shards and not weights_size(path):
+        raise CheckpointError(
+            f"{path} holds only FSDP shards ({shards[0].name}/, one file per rank), no whole weights: train with "
+            f"fsdp_config.final_state_dict_type: FULL_STATE_DICT (recipes/launch/fsdp2.yml) and use the output_dir "
+            f"it writes, or gather these shards into one file with `accelerate merge-weights {shards[0]} OUT`"
+        )
+
+
 def refuse_existing(out: Path, force: bool) -> None:
     """Fail before any expensive work if OUT exists and --force was not given."""
     if out.exists() and not force:
@@ -75,6 +91,7 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, *
     """
     from transformers import AutoConfig
 
+    refuse_sharded(path)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -111,6 +128,7 @@ def copy_processor_files(source: str | Path, out: Path) -> list[str]:
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
+    refuse_sharded(path)
     return AutoTokenizer.from_pretrained(path)
 
 

@@ -55,6 +55,7 @@ from recipekit.checkpoint import (
     load_model,
     load_tokenizer,
     refuse_existing,
+    refuse_sharded,
     require_chat_template,
 )
 from recipekit.manifest import write_manifest
@@ -110,6 +111,7 @@ class Adapter:
 
 
 def read_adapter(path: Path) -> Adapter:
+    refuse_sharded(path)
     config_path = path / ADAPTER_CONFIG
     if not config_path.is_file():
         raise CheckpointError(f"{path}: not a PEFT adapter directory (no {ADAPTER_CONFIG})")
