@@ -54,8 +54,10 @@ def test_muon_step_is_the_learning_rate_scaled_by_matrix_shape(lora_model):
 
 
 def test_one_dimensional_parameters_are_not_optimised_at_all(tiny_model):
-    """A full fine-tune with Muon leaves norms and biases untouched: Axolotl's factory skips them."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model("gemma4"))
+    """A full fine-tune with Muon leaves norms and biases untouched: Axolotl's factory skips them.
+
+    (A text-only model: Gemma 4's image embedder has a 3-D tensor, which Axolotl's Muon refuses.)"""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model("qwen3"))
     optimizer = _muon(model)
     optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
     one_d = [n for n, p in model.named_parameters() if p.ndim < 2]
