@@ -8,6 +8,8 @@ to a copy of the loaded YAML.
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,55 @@ CUDA_ONLY_PLUGIN_MARKERS = ("liger", "cut_cross_entropy")
 
 class RecipeError(ValueError):
     """A recipe file that cannot be loaded or does not validate."""
+
+
+# First line of a run configuration's header; names the recipe the overrides were layered on.
+RUN_CONFIG_NOTE = "# Run configuration: {source} with overrides; the recipe's header follows."
+_RUN_CONFIG_SOURCE = re.compile(r"^Run configuration: (.+) with overrides;")
+
+
+@dataclass
+class RecipeHeader:
+    """What a recipe's opening comment says: what it does, and its deviations from the source card."""
+
+    description: str
+    deviations: list[str]
+    source: str | None = None  # for a run configuration: the recipe it was written from
+
+
+def header_comment(path: str | Path) -> list[str]:
+    """The recipe's opening comment block, verbatim (every line up to the first that is not a comment)."""
+    lines = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines
+
+
+def read_header(path: str | Path) -> RecipeHeader:
+    """Parse the header: the first paragraph up to "Reproduces", and the "Deviations from the card:" bullets."""
+    lines = [line[1:].removeprefix(" ") for line in header_comment(path)]
+    source = None
+    if lines and (match := _RUN_CONFIG_SOURCE.match(lines[0])):
+        source = match.group(1)
+        lines = lines[2:] if len(lines) > 1 and not lines[1].strip() else lines[1:]
+    first = []
+    for line in lines:
+        if not line.strip():
+            break
+        first.append(line.strip())
+    description = " ".join(first).split("Reproduces ")[0].strip()
+    deviations: list[str] = []
+    start = next((i for i, line in enumerate(lines) if line.lower().startswith("deviations from the card")), None)
+    for line in lines[start + 1:] if start is not None else []:
+        if not line.startswith(" ") or not line.strip():
+            break
+        if line.strip().startswith("- "):
+            deviations.append(line.strip()[2:])
+        elif deviations:
+            deviations[-1] += " " + line.strip()
+    return RecipeHeader(description, deviations, source)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -110,7 +161,11 @@ def validate(config: dict[str, Any], source: str | Path = "<config>") -> dict[st
         raise RecipeError(f"{source}: Axolotl rejected the config: {err}") from err
 
 
-def dump_config(config: dict[str, Any], path: str | Path) -> Path:
+def dump_config(config: dict[str, Any], path: str | Path, source: str | Path | None = None) -> Path:
+    """Write `config` as YAML; with `source`, under that recipe's header, so the run still documents itself."""
     path = Path(path)
-    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    header = ""
+    if source is not None:
+        header = "\n".join([RUN_CONFIG_NOTE.format(source=source), "#", *header_comment(source)]) + "\n\n"
+    atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path

@@ -227,7 +227,7 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
         from recipekit.cpu_parallel import DATA_PARALLEL_PLUGIN
 
         config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
-    config_path = dump_config(config, workdir / f"{recipe.stem}.run.yml")
+    config_path = dump_config(config, workdir / f"{recipe.stem}.run.yml", source=recipe)
     options: list[str] = []
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
         run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", cwd=workdir)

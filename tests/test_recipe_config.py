@@ -12,6 +12,7 @@ from recipekit.recipe_config import (
     cpu_overrides,
     dump_config,
     load_recipe,
+    read_header,
     validate,
 )
 from recipekit.smoke import cpu_run_overrides, resolve_tiny_model
@@ -104,3 +105,27 @@ def test_only_a_processor_that_cannot_load_on_cpu_gives_way_to_the_tokenizer(tin
     assert processor.image_token == "<|image|>"
     for family in ("gemma3", "qwen3"):
         assert "processor_config" not in overrides(family) and "plugins" not in overrides(family)
+
+
+def test_header_gives_description_and_deviations():
+    header = read_header(RECIPES_DIR / "supervisor_stage2.yml")
+    assert header.description.startswith("Supervisor, stage 2: a fresh LoRA on the merged stage-1 model")
+    assert "Reproduces" not in header.description and header.source is None
+    # one item per "- " bullet, its continuation lines joined, the comment marks gone
+    assert header.deviations[0].startswith("Muon, as Axolotl 0.19 runs it (`optimizer: muon`; tests/test_muon.py)")
+    assert header.deviations[0].endswith("so learning_rate stays the card's 1e-3.")
+    assert not any("#" in item or "  " in item for item in header.deviations)
+    assert header.deviations[1] == ("Rows longer than 4096 tokens: prep_supervisor.py clips the user text with "
+                                    "the real tokenizer (the card clipped by characters); the assistant text is "
+                                    "never changed.")
+
+
+def test_run_configuration_keeps_the_recipe_header(tmp_path):
+    recipe = RECIPES_DIR / "reward_ja_3b.yml"
+    config = apply_overrides(load_recipe(recipe), {"learning_rate": 0.5})
+    path = dump_config(config, tmp_path / "run.yml", source=recipe)
+    assert load_recipe(path) == config
+    header = read_header(path)
+    assert header.source == str(recipe)
+    assert (header.description, header.deviations) == (read_header(recipe).description,
+                                                       read_header(recipe).deviations)

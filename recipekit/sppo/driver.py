@@ -317,7 +317,7 @@ def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
         return stats
     it.ran.append("train")
     it.train_dir.mkdir(parents=True, exist_ok=True)
-    config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml")
+    config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml", source=args.recipe)
     log_path = it.train_dir / "axolotl_train.log"
     output = run_axolotl(config_path, log_path)
     losses = [float(r["loss"]) for r in parse_log_records(output) if "loss" in r]
