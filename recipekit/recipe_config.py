@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from recipekit.atomic import atomic_write_text
+from recipekit.paths import REPO_ROOT
 
 # Overrides use this value to remove a key, so Axolotl applies its own default.
 DELETE = object()
@@ -166,6 +167,8 @@ def dump_config(config: dict[str, Any], path: str | Path, source: str | Path | N
     path = Path(path)
     header = ""
     if source is not None:
-        header = "\n".join([RUN_CONFIG_NOTE.format(source=source), "#", *header_comment(source)]) + "\n\n"
+        named = Path(source).resolve()
+        named = named.relative_to(REPO_ROOT) if named.is_relative_to(REPO_ROOT) else source
+        header = "\n".join([RUN_CONFIG_NOTE.format(source=named), "#", *header_comment(source)]) + "\n\n"
     atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return path

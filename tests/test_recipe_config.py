@@ -126,6 +126,6 @@ def test_run_configuration_keeps_the_recipe_header(tmp_path):
     path = dump_config(config, tmp_path / "run.yml", source=recipe)
     assert load_recipe(path) == config
     header = read_header(path)
-    assert header.source == str(recipe)
+    assert header.source == "recipes/reward_ja_3b.yml"  # as the repository names it
     assert (header.description, header.deviations) == (read_header(recipe).description,
                                                        read_header(recipe).deviations)
