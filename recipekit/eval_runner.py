@@ -6,7 +6,9 @@ the predictions file; `--score-only` re-scores an existing file without a model 
 `--compare` prints several metrics.json files side by side. Each scorer supplies the
 fields it keeps per row and its own metrics. With `--shard I/N` a run only generates its
 shard's rows; `--merge-shards N` (or `--replicas N`) merges the shards, then scores
-(recipekit/shards.py).
+(recipekit/shards.py). When --model is a local checkpoint directory with a manifest
+(merged, exported or fully trained here), its README.md model card is rewritten with the
+new metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from recipekit.generation import (
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
 from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
+from recipekit.model_card import CardError, refresh_card
 from recipekit.predictions import PredictionsError
 from recipekit.shards import ShardError, add_scale_out_args, fill
 
@@ -159,8 +162,9 @@ def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace]
                 print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
                 return 0
         metrics = score(predictions, args.out, args)
+        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
     except (EvalDataError, PredictionsError, ShardError, ModelLoadError, ConversationError, MetricArgumentError,
-            FileNotFoundError) as err:
+            CardError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown({Path(args.out).name: metrics}))

@@ -31,6 +31,7 @@ from recipekit.eval_runner import EvalDataError, load_runs
 from recipekit.generation import ModelLoadError
 from recipekit.jsonl import iter_json_objects
 from recipekit.manifest import write_manifest
+from recipekit.model_card import CardError, refresh_card
 from recipekit.prep.preference import CARD_NAMES
 from recipekit.prep.runner import write_jsonl
 from recipekit.reporting import fmt, markdown_table, write_json
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             parser.error("needs " + ", ".join(f"--{m}" for m in missing))
         metrics = evaluate(args)
-    except (EvalDataError, ModelLoadError, FileNotFoundError) as err:
+        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
+    except (EvalDataError, ModelLoadError, CardError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(metrics_markdown({args.name or Path(args.model).name: metrics}))

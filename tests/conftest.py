@@ -70,3 +70,38 @@ def gemma2_prompt(tiny_model):
         return text
 
     return prompt
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """Stands in for huggingface_hub.HfApi where recipekit.hub uses it (no network here).
+
+    Returns a record: `calls` lists (method, arguments) in order, upload_folder's with the
+    folder's file names at the time of the call; `fail[method] = error` makes that method raise.
+    """
+    from types import SimpleNamespace
+
+    import recipekit.hub
+
+    record = SimpleNamespace(calls=[], fail={})
+
+    class RecordingHfApi:
+        def _called(self, method: str, **arguments) -> None:
+            record.calls.append((method, arguments))
+            if method in record.fail:
+                raise record.fail[method]
+
+        def whoami(self):
+            self._called("whoami")
+            return {"name": "someone"}
+
+        def create_repo(self, repo_id, **arguments):
+            self._called("create_repo", repo_id=repo_id, **arguments)
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, **arguments):
+            files = sorted(p.name for p in Path(arguments["folder_path"]).iterdir())
+            self._called("upload_folder", files=files, **arguments)
+
+    monkeypatch.setattr(recipekit.hub, "HfApi", RecordingHfApi)
+    return record
