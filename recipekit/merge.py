@@ -30,6 +30,10 @@ of bfloat16 (about 48 GB for a 12B model); --merge-dtype bfloat16 halves it, at 
 of a tolerance that catches only gross errors such as a missing or mis-scaled adapter.
 The default tolerance is 1e-4 (float32), 3e-2 (float16) or 2.5e-1 (bfloat16) times
 max(1, max |reference logit|).
+
+The output directory also gets a README.md model card (recipekit/model_card.py) built from
+the manifests of the merge and of the training runs behind the adapters. With
+--push-to-hub REPO [--private], the finished, verified directory is uploaded with it.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ from recipekit.checkpoint import (
     refuse_sharded,
     require_chat_template,
 )
+from recipekit.hub import add_push_args, check_login, push_folder
 from recipekit.manifest import write_manifest
+from recipekit.model_card import CardError, write_card
 from recipekit.probes import LogitDiff, compare_logits, probe_logits, probe_texts
 from recipekit.recipe_config import RecipeError, load_recipe
 
@@ -221,11 +227,15 @@ class MergeRequest:
     eot_token: str | None = None
     device: str | None = None
     recipe: Path | None = None
+    push_to_hub: str | None = None
+    private: bool = False
 
 
 def run_merge(request: MergeRequest) -> dict[str, Any]:
-    """Merge, verify and write OUT; return the summary recorded in the manifest."""
+    """Merge, verify and write OUT with its model card, then push it if asked; return the manifest's summary."""
     refuse_existing(request.out, request.force)
+    if request.push_to_hub:
+        check_login(request.push_to_hub)
     adapters = [read_adapter(path) for path in request.adapters]
     token_source = next((a.path for a in reversed(adapters) if has_tokenizer(a.path)), request.base)
     tokenizer = load_tokenizer(token_source)
@@ -291,7 +301,11 @@ def run_merge(request: MergeRequest) -> dict[str, Any]:
             inputs=request.adapters,
             extra={"merge": summary},
         )
-    print(f"wrote {request.out} (end of turn {eot!r}, eos ids {summary['eos_token_id']})")
+        write_card(staging, title=request.push_to_hub or request.out.name)
+    print(f"wrote {request.out} (end of turn {eot!r}, eos ids {summary['eos_token_id']}), "
+          f"model card {request.out / 'README.md'}")
+    if request.push_to_hub:
+        push_folder(request.out, request.push_to_hub, request.private)
     return summary
 
 
@@ -313,7 +327,7 @@ def request_from_args(args: argparse.Namespace) -> MergeRequest:
     return MergeRequest(
         base=base, adapters=[Path(a) for a in adapters], out=args.out, dtype=args.dtype,
         merge_dtype=args.merge_dtype, force=args.force, tolerance=args.tolerance, eot_token=eot,
-        device=args.device, recipe=args.config,
+        device=args.device, recipe=args.config, push_to_hub=args.push_to_hub, private=args.private,
     )
 
 
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eot-token", help="end-of-turn token for generation_config (default: from the template)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_push_args(parser)
     return parser
 
 
@@ -338,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_merge(request_from_args(args))
-    except (CheckpointError, RecipeError, FileExistsError) as err:
+    except (CheckpointError, RecipeError, CardError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

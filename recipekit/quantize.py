@@ -10,6 +10,9 @@ prompts, then reloads OUT and checks that it computes what the in-memory model d
 multimodal model's processor files are copied over unchanged.
 bitsandbytes 0.50 quantises on CPU as well as on CUDA; where a build cannot, the command
 stops with bitsandbytes' reason and says that a CUDA GPU is needed.
+
+OUT also gets a README.md model card (recipekit/model_card.py); --push-to-hub REPO
+[--private] uploads the finished, verified directory with it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from recipekit.checkpoint import (
     require_chat_template,
     weights_size,
 )
+from recipekit.hub import add_push_args, check_login, push_folder
 from recipekit.manifest import write_manifest
+from recipekit.model_card import CardError, write_card
 from recipekit.probes import compare_logits, probe_logits, probe_texts
 
 # A reloaded checkpoint must compute exactly what was saved; allow float reordering only.
@@ -90,10 +95,14 @@ class QuantizeRequest:
     force: bool = False
     device: str | None = None
     max_drift: float | None = None
+    push_to_hub: str | None = None
+    private: bool = False
 
 
 def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
     refuse_existing(request.out, request.force)
+    if request.push_to_hub:
+        check_login(request.push_to_hub)
     device = request.device or default_device()
     tokenizer = load_tokenizer(request.model)
     require_chat_template(tokenizer, request.model)
@@ -143,7 +152,11 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
             "processor_files": processor_files,
         }
         write_manifest(staging, config={"quantize": summary}, inputs=[request.model], extra={"quantize": summary})
-    print(f"weights {human_size(before)} -> {human_size(after)} ({after / before:.1%}); wrote {request.out}")
+        write_card(staging, title=request.push_to_hub or request.out.name)
+    print(f"weights {human_size(before)} -> {human_size(after)} ({after / before:.1%}); wrote {request.out}, "
+          f"model card {request.out / 'README.md'}")
+    if request.push_to_hub:
+        push_folder(request.out, request.push_to_hub, request.private)
     return summary
 
 
@@ -154,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--max-drift", type=float, help="fail if the max |logit diff| to the original exceeds this")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_push_args(parser)
     args = parser.parse_args(argv)
     try:
-        run_quantize(QuantizeRequest(args.model, args.out, args.force, args.device, args.max_drift))
-    except (CheckpointError, FileExistsError) as err:
+        run_quantize(QuantizeRequest(args.model, args.out, args.force, args.device, args.max_drift,
+                                     args.push_to_hub, args.private))
+    except (CheckpointError, CardError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTuner
 from safetensors.torch import load_file
@@ -20,7 +23,7 @@ from recipekit.merge import main as merge_main
 from recipekit.offline import offline_env
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
 from recipekit.probes import probe_logits, probe_texts
-from recipekit.recipe_config import load_recipe
+from recipekit.recipe_config import load_recipe, read_header
 
 MERGE_CLI = REPO_ROOT / "merge" / "merge_lora.py"
 ATOL = 1e-4  # float32 merge of tiny models: PEFT's unmerged forward vs merged weights
@@ -137,6 +140,61 @@ def test_chain_saves_template_eos_and_manifest(chain, gemma4):
     assert f"max |logit diff| {merge['max_abs_logit_diff']:.3e}" in chain["proc"].stdout
 
 
+def test_merged_checkpoint_carries_its_model_card(chain, gemma4):
+    out = chain["out"]
+    card = ModelCard.load(out / "README.md")
+    assert card.data.model_name == "merged" and card.data.pipeline_tag == "text-generation"
+    assert card.data.base_model is None  # a local path is no hub id
+    merge = json.loads((out / "manifest.json").read_text())["merge"]
+    assert f"| Base model | `{gemma4}` |" in card.text
+    assert f"max abs logit difference {merge['max_abs_logit_diff']} (tolerance {merge['tolerance']})" in card.text
+    assert f"adapters `{chain['a1']}`, `{chain['a2']}`" in card.text
+    assert "No training run's manifest was found" in card.text  # PEFT-made adapters, no training manifest
+    assert f"model card {out / 'README.md'}" in chain["proc"].stdout
+
+
+def merge_one(gemma4: Path, adapter: Path, out: Path, *extra: str) -> int:
+    return merge_main(["--base", str(gemma4), "--adapter", str(adapter), "--out", str(out), "--dtype", "float32",
+                       *extra])
+
+
+def test_push_to_hub_uploads_the_verified_checkpoint_with_its_card(chain, gemma4, tmp_path, fake_hub):
+    assert merge_one(gemma4, chain["a1"], tmp_path / "quiet") == 0
+    assert fake_hub.calls == []  # off by default
+    out = tmp_path / "merged"
+    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor", "--private") == 0
+    assert [name for name, _ in fake_hub.calls] == ["whoami", "create_repo", "upload_folder"]
+    create, upload = fake_hub.calls[1][1], fake_hub.calls[2][1]
+    assert create == {"repo_id": "someone/supervisor", "private": True, "exist_ok": True}
+    assert upload["repo_id"] == "someone/supervisor" and Path(upload["folder_path"]) == out
+    assert {"README.md", "manifest.json", "model.safetensors", "config.json"} <= set(upload["files"])
+    assert ModelCard.load(out / "README.md").data.model_name == "someone/supervisor"
+
+
+def test_push_without_login_stops_before_merging(chain, gemma4, tmp_path, fake_hub, capsys):
+    fake_hub.fail["whoami"] = LocalTokenNotFoundError(
+        "Token is required to call the /whoami-v2 endpoint, but no token found.\nSee the docs.")
+    out = tmp_path / "merged"
+    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: cannot push to someone/supervisor: Token is required to call the /whoami-v2 endpoint, "
+                   "but no token found. (log in with `hf auth login` or set HF_TOKEN)")
+    assert not out.exists() and [name for name, _ in fake_hub.calls] == ["whoami"]
+
+
+def test_refused_upload_is_one_line_and_keeps_the_checkpoint(chain, gemma4, tmp_path, fake_hub, capsys):
+    response = httpx.Response(401, request=httpx.Request("POST", "https://huggingface.co/api/repos/create"))
+    fake_hub.fail["create_repo"] = HfHubHTTPError("401 Client Error: Unauthorized for url: "
+                                                  "https://huggingface.co/api/repos/create\n\nInvalid credentials",
+                                                  response=response)
+    out = tmp_path / "merged"
+    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars, one line
+    assert last == (f"error: pushing {out} to someone/supervisor failed: 401 Client Error: Unauthorized for url: "
+                    f"https://huggingface.co/api/repos/create; the checkpoint is still in {out}")
+    assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+
+
 def test_existing_out_is_refused_and_kept(chain, gemma4):
     out = chain["out"]
     before = {p.name: sha(p) for p in out.iterdir()}
@@ -246,6 +304,13 @@ def test_merge_an_adapter_axolotl_trained(axolotl_adapter, tmp_path):
     assert (out / "processor_config.json").read_bytes() == (base / "processor_config.json").read_bytes()
     assert changed_weights(base, out) == {
         f"model.language_model.layers.{i}.{p}.weight" for i in range(2) for p in PROJECTIONS}
+
+    # The card reads the training run's manifest (from Axolotl's plugin) and its run configuration's header.
+    card = (out / "README.md").read_text()
+    assert "| Recipes | `recipes/supervisor_stage1.yml` |" in card
+    assert "| `max_steps` | 2 |" in card and f"| `micro_batch_size` | {config['micro_batch_size']} |" in card
+    for item in read_header(REPO_ROOT / "recipes" / "supervisor_stage1.yml").deviations:
+        assert f"- {item}\n" in card
 
 
 def test_merged_gemma3_keeps_its_processor_and_vision_tower(tiny_model, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import bitsandbytes as bnb
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,6 +75,26 @@ def test_export_reports_size_and_drift(export):
     assert 0 < drift < float("inf")  # 4 bits really changed the weights, and nothing blew up
     assert summary["reload_max_abs_logit_diff"] <= quantize.RELOAD_TOLERANCE
     assert f"max {drift:.3e}" in done.stdout and "weights " in done.stdout
+
+
+def test_export_carries_its_model_card(export):
+    source, out, done = export
+    summary = json.loads((out / "manifest.json").read_text())["quantize"]
+    card = ModelCard.load(out / "README.md")
+    assert {"bitsandbytes", "nf4"} <= set(card.data.tags) and card.data.model_name == "model-nf4"
+    assert f"- **bitsandbytes nf4 export** of `{source}` → this checkpoint: weights {summary['weights_bytes_before']} → " \
+           f"{summary['weights_bytes_after']} bytes, logit drift max {summary['drift']['max_abs_logit_diff']}" in card.text
+    assert f"model card {out / 'README.md'}" in done.stdout
+
+
+def test_push_to_hub_uploads_the_export_with_its_card(tiny_model, tmp_path, fake_hub):
+    out = tmp_path / "nf4"
+    assert quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu",
+                          "--push-to-hub", "someone/model-nf4"]) == 0
+    assert [name for name, _ in fake_hub.calls] == ["whoami", "create_repo", "upload_folder"]
+    assert fake_hub.calls[1][1] == {"repo_id": "someone/model-nf4", "private": False, "exist_ok": True}
+    upload = fake_hub.calls[2][1]
+    assert Path(upload["folder_path"]) == out and {"README.md", "manifest.json", "model.safetensors"} <= set(upload["files"])
 
 
 def test_existing_out_is_refused(export):
