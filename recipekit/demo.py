@@ -7,7 +7,9 @@ data and with CPU overrides layered on the recipes (which are never edited):
   2. `axolotl train recipes/supervisor_stage1.yml`, then merge the adapter;
   3. `axolotl train recipes/supervisor_stage2.yml` on the merged stage-1 model, merge;
   4. score the stage-1-only model and the final model on the held-out rows, and print the
-     card's side-by-side table.
+     card's side-by-side table;
+  5. say where the final model's README.md model card is (merging wrote it, scoring added the
+     metrics) and, when the training run drew one, its stage-2 training curve.
 
     python -m recipekit.demo [--out outputs/demo] [--stage1-steps N] [--stage2-steps N]
 """
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage2-steps", type=int, default=1500)
     args = parser.parse_args(argv)
     go_offline()
+    from recipekit.model_card import CURVES_NAME
     from recipekit.tiny_models import tiny_model_path
 
     started = time.perf_counter()
@@ -129,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     write_manifest(out, config=vars(args), inputs=[RAW / "cs_pairs.jsonl", RAW / "supervisor_judged.jsonl"],
                    extra={"step": "demo", "parse_fail_rate": {"stage1_only": before, "full_merged": after}})
     print(f"demo finished in {time.perf_counter() - started:.0f} s; everything is under {out}")
+    print(f"the supervisor's model card: {merged2 / 'README.md'}")
+    curve = stage2 / CURVES_NAME
+    if curve.is_file():
+        print(f"its stage-2 training curve: {curve}")
     return 0 if after < before else 1
 
 
