@@ -35,14 +35,22 @@ def _first_line(err: Exception) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
+def _login_hint(err: Exception) -> str:
+    unauthorized = getattr(getattr(err, "response", None), "status_code", None) == 401
+    return " (log in with `hf auth login` or set HF_TOKEN)" if unauthorized or isinstance(
+        err, LocalTokenNotFoundError) else ""
+
+
 def check_login(repo_id: str) -> str:
     """Fail before any work when REPO is not a repo id or no hub login is available; return the user name."""
     try:
         validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PublishError(f"--push-to-hub {repo_id!r}: {_first_line(err)}") from err
+    try:
         return HfApi().whoami()["name"]
     except HUB_ERRORS as err:
-        raise PublishError(f"cannot push to {repo_id}: {_first_line(err)} "
-                           "(log in with `hf auth login` or set HF_TOKEN)") from err
+        raise PublishError(f"cannot push to {repo_id}: {_first_line(err)}{_login_hint(err)}") from err
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
@@ -60,6 +68,6 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
                           commit_message=f"Upload {folder.name} with its model card")
     except HUB_ERRORS as err:
         raise PublishError(f"pushing {folder} to {repo_id} failed: {_first_line(err)}; "
-                           f"the checkpoint is still in {folder}") from err
+                           f"the checkpoint is still in {folder}{_login_hint(err)}") from err
     print(f"pushed {folder} to {url}")
     return str(url)

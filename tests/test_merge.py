@@ -191,7 +191,8 @@ def test_refused_upload_is_one_line_and_keeps_the_checkpoint(chain, gemma4, tmp_
     assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars, one line
     assert last == (f"error: pushing {out} to someone/supervisor failed: 401 Client Error: Unauthorized for url: "
-                    f"https://huggingface.co/api/repos/create; the checkpoint is still in {out}")
+                    f"https://huggingface.co/api/repos/create; the checkpoint is still in {out} "
+                    "(log in with `hf auth login` or set HF_TOKEN)")
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
 
 

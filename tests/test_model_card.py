@@ -234,3 +234,30 @@ def test_full_fine_tune_gets_its_card_at_the_end_of_training_and_from_the_scorer
     inputs = [p.read_text() for p in (run / "manifest.json", out / "manifest.json", out / "metrics.json",
                                       tmp_path / "reward_ja.run.yml", RECIPES_DIR / "reward_ja_3b.yml")]
     assert unexplained_numbers((run / "README.md").read_text(), inputs + [str(tmp_path), str(pairs)]) == []
+
+
+def test_cli_pushes_a_finished_checkpoint_only(pipeline, fake_hub, capsys):
+    final = pipeline["final"]
+    assert model_card.main(["--model", str(final), "--push-to-hub", "someone/supervisor"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {final}: not a finished checkpoint (no weights); "
+                                               "nothing was pushed")
+    (final / "model.safetensors").write_bytes(b"weights")
+    assert model_card.main(["--model", str(final), "--push-to-hub", "someone/supervisor", "--private"]) == 0
+    assert [name for name, _ in fake_hub.calls][-2:] == ["create_repo", "upload_folder"]
+    assert fake_hub.calls[-2][1] == {"repo_id": "someone/supervisor", "private": True, "exist_ok": True}
+    assert "README.md" in fake_hub.calls[-1][1]["files"]
+
+
+def test_push_without_a_token_is_huggingface_hubs_error_in_one_line(pipeline, monkeypatch, capsys):
+    """The real hub client, with no token in the (empty, temporary) HF home."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert model_card.main(["--model", str(pipeline["final"]), "--push-to-hub", "someone/supervisor"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: cannot push to someone/supervisor: Token is required")
+    assert err.endswith("(log in with `hf auth login` or set HF_TOKEN)")
+
+
+def test_bad_repo_id_is_refused_before_anything_else(pipeline, fake_hub, capsys):
+    assert model_card.main(["--model", str(pipeline["final"]), "--push-to-hub", "a/b/c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: --push-to-hub 'a/b/c': ") and fake_hub.calls == []
