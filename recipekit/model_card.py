@@ -314,13 +314,14 @@ class _Card:
 
     def summary(self, load_class: str) -> str:
         """The last recipe's description, then base model, method, recipes and model class."""
-        headers = [read_header(found) for _, found in map(_recipe, self.trainings) if found]
+        found = [path for _, path in map(_recipe, self.trainings[-1:]) if path]
         rows = [["Base model", _code(self.steps[0].parent)],
                 ["Method", " → ".join(_method(s) for s in self.steps)],
                 ["Recipes", ", ".join(_code(r) for r in dict.fromkeys(_recipe_name(s) for s in self.trainings))
                  or "none found"],
                 ["Model class", _code(load_class)]]
-        return "\n\n".join([*(h.description for h in headers[-1:] if h.description), markdown_table(["", ""], rows)])
+        return "\n\n".join(filter(None, [*(read_header(path).description for path in found),
+                                          markdown_table(["", ""], rows)]))
 
     def pipeline(self) -> str:
         lines = []
@@ -404,7 +405,7 @@ class _Card:
         for step in self.trainings:
             named, found = _recipe(step)
             items = ("\n".join(f"- {item}" for item in read_header(found).deviations) or "The recipe lists none."
-                     if found else "This file is not here, so its deviations are not listed.")
+                     if found else f"{_code(named)} is not on this machine, so its deviations are not listed.")
             parts.setdefault(_recipe_name(step), f"### {_code(_recipe_name(step))}\n\n{items}\n")
         return "\n".join(parts.values()) or "No recipe is named by the runs this checkpoint came from."
 

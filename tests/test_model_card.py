@@ -261,3 +261,11 @@ def test_bad_repo_id_is_refused_before_anything_else(pipeline, fake_hub, capsys)
     assert model_card.main(["--model", str(pipeline["final"]), "--push-to-hub", "a/b/c"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: --push-to-hub 'a/b/c': ") and fake_hub.calls == []
+
+
+def test_a_recipe_that_is_gone_is_said_so(pipeline):
+    run_config = pipeline["root"] / "stage2.run.yml"
+    run_config.unlink()
+    text = model_card.write_card(pipeline["final"]).read_text()
+    assert f"### `{run_config}`\n\n`{run_config}` is not on this machine, so its deviations are not listed." in text
+    assert "| `learning_rate` | 0.000977 |" in text  # the manifest still gives the hyper-parameters
