@@ -1,18 +1,32 @@
-"""Axolotl plugin that writes manifest.json into a training run's output directory.
+"""Axolotl plugin that records a training run in its output directory.
 
-Recipes list it under `plugins:`, so `axolotl train` itself records the resolved config,
-git revision, package versions, data file hashes and seed, with no wrapper script.
+Recipes list it under `plugins:`, so `axolotl train` itself writes, with no wrapper script:
+manifest.json (resolved config, git revision, package versions, data file hashes, seed) before
+the first step, and training_curves.png / training_curves.json (loss, learning rate, and the
+reward margins and accuracies of preference and reward-model runs) after the last.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from axolotl.integrations.base import BasePlugin
 
 from recipekit.manifest import write_manifest
+from recipekit.reporting import line_panels_png, write_json
 
 PLUGIN_NAME = "recipekit.axolotl_manifest.ManifestPlugin"
+CURVES_PNG = "training_curves.png"
+CURVES_JSON = "training_curves.json"
+# Figure panels and the trainer log keys each draws. DPO-style trainers (SPPO included) log
+# rewards/*, the reward-model trainer margin/accuracy; eval_* keys appear when a run evaluates.
+CURVE_PANELS = {
+    "loss": ("loss", "eval_loss"),
+    "learning rate": ("learning_rate",),
+    "reward margin": ("rewards/margins", "eval_rewards/margins", "margin", "eval_margin"),
+    "reward accuracy": ("rewards/accuracies", "eval_rewards/accuracies", "accuracy", "eval_accuracy"),
+}
 
 
 def _dataset_files(cfg) -> list[str]:
@@ -20,17 +34,46 @@ def _dataset_files(cfg) -> list[str]:
     return [p for p in paths if Path(p).is_file()]
 
 
+def training_curves(log_history: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """{key: {"step": [...], "value": [...]}} for each CURVE_PANELS key the trainer logged."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    for record in log_history:
+        for keys in CURVE_PANELS.values():
+            for key in keys:
+                if isinstance(record.get(key), (int, float)):
+                    series = curves.setdefault(key, {"step": [], "value": []})
+                    series["step"].append(record["step"])
+                    series["value"].append(float(record[key]))
+    return curves
+
+
+def write_training_curves(output_dir: str | Path, log_history: list[dict[str, Any]], title: str) -> None:
+    curves = training_curves(log_history)
+    if not curves:
+        return
+    write_json(Path(output_dir) / CURVES_JSON, curves)
+    panels = {name: {key: (curves[key]["step"], curves[key]["value"]) for key in keys if key in curves}
+              for name, keys in CURVE_PANELS.items()}
+    line_panels_png({name: lines for name, lines in panels.items() if lines}, Path(output_dir) / CURVES_PNG, title)
+
+
 class ManifestPlugin(BasePlugin):
-    """Writes OUTPUT_DIR/manifest.json once the trainer exists (before the first step)."""
+    """manifest.json once the trainer exists, the training curves once it has trained."""
 
     def post_trainer_create(self, cfg, trainer):
-        if not trainer.is_world_process_zero():
-            return
-        config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-        write_manifest(
-            cfg.output_dir,
-            config=config,
-            inputs=_dataset_files(cfg),
-            seed=cfg.get("seed"),
-            extra={"step": "axolotl train", "base_model": cfg.get("base_model")},
-        )
+        self._trainer = trainer  # post_train is handed the model only; the curves are in the trainer's state
+        if trainer.is_world_process_zero():
+            config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+            write_manifest(
+                cfg.output_dir,
+                config=config,
+                inputs=_dataset_files(cfg),
+                seed=cfg.get("seed"),
+                extra={"step": "axolotl train", "base_model": cfg.get("base_model")},
+            )
+
+    def post_train(self, cfg, model):
+        # Axolotl calls post_train twice (after trainer.train() and after saving); draw once.
+        trainer, self._trainer = getattr(self, "_trainer", None), None
+        if trainer is not None and trainer.is_world_process_zero():
+            write_training_curves(cfg.output_dir, trainer.state.log_history, f"axolotl train: {cfg.output_dir}")

@@ -91,3 +91,19 @@ def histogram_png(values: Sequence[float], path: str | Path, title: str, xlabel:
     ax.set_ylabel("rows")
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def line_panels_png(panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]], path: str | Path,
+                    title: str, xlabel: str = "step") -> Path:
+    """One panel per entry of `panels`, side by side; each panel draws its {label: (x, y)} lines."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, layout="constrained")
+    for ax, (name, lines) in zip(axes[0], panels.items()):
+        for label, (x, y) in lines.items():
+            ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=label)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # learning rates: 2e-4, not 0.0002
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return save_figure(fig, path)

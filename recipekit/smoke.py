@@ -36,6 +36,9 @@ SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 # declares `processor_config`, which Axolotl reads but its schema would drop
 PROCESSOR_PLUGIN = "recipekit.smoke_plugin.ProcessorConfigPlugin"
+# Switches of the trackers that need an account and the network; TensorBoard (local files) stays on.
+HOSTED_TRACKER_KEYS = ("use_wandb", "wandb_project", "use_mlflow", "mlflow_experiment_name", "mlflow_tracking_uri",
+                       "use_comet", "comet_project_name")
 _LOG_DICT = re.compile(r"\{'(?:loss|train_loss)'.*?\}")
 
 
@@ -152,8 +155,7 @@ def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths:
         "hub_model_id": DELETE,
         "hub_strategy": DELETE,
         "push_dataset_to_hub": DELETE,
-        "use_wandb": DELETE,
-        "wandb_project": DELETE,
+        **{key: DELETE for key in HOSTED_TRACKER_KEYS},
         "dataset_num_proc": 1,
     }
 

@@ -59,6 +59,17 @@ def test_cpu_runs_swap_flash_attention_for_a_kernel_that_keeps_the_soft_cap(reci
     assert overrides["attn_implementation"] == expected
 
 
+def test_cpu_runs_keep_tensorboard_and_drop_the_hosted_trackers(tmp_path):
+    path = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
+    tracked = {**load_recipe(path), "wandb_project": "p", "mlflow_experiment_name": "e", "comet_project_name": "c"}
+    overrides = cpu_run_overrides(tracked, base_model=resolve_tiny_model(path, tracked), dataset_paths=["x.jsonl"],
+                                  workdir=tmp_path, steps=1)
+    cpu = validate(apply_overrides(tracked, overrides), path)
+    assert cpu["use_tensorboard"] is True
+    assert not any(key in cpu for key in ("wandb_project", "mlflow_experiment_name", "comet_project_name"))
+    assert not any(cpu.get(key) for key in ("use_wandb", "use_mlflow", "use_comet"))
+
+
 def test_apply_overrides_deletes_and_replaces():
     merged = apply_overrides({"a": 1, "b": [1]}, {"a": DELETE, "b": [2], "c": 3})
     assert merged == {"b": [2], "c": 3}

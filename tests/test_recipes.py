@@ -12,10 +12,11 @@ import math
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from recipekit.axolotl_manifest import PLUGIN_NAME
+from recipekit.axolotl_manifest import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
 from recipekit.paths import RECIPES_DIR
 from recipekit.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
 from recipekit.smoke import smoke_train
@@ -35,6 +36,16 @@ def language_model_linears(base) -> set[str]:
     decoder = model.get_decoder()
     prefix = next(name for name, module in model.named_modules() if module is decoder)
     return {f"{prefix}.{name}" for name, module in decoder.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def tensorboard_scalars(output_dir, tag):
+    """The values TensorBoard's own reader finds under `tag` in the run's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = (output_dir / "runs").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return [event.value for event in events.Scalars(tag)]
 
 
 def test_there_are_recipes():
@@ -77,6 +88,24 @@ def test_recipe_trains_on_cpu(recipe, tmp_path):
         # also have a vision tower or image embedder, which text-only data never trains)
         base = yaml.safe_load(result.config_path.read_text())["base_model"]
         assert lora_modules(result.output_dir) == language_model_linears(base)
+
+    # TensorBoard on by default; the curves beside manifest.json hold what the trainer logged
+    curves = json.loads((result.output_dir / CURVES_JSON).read_text())
+    assert curves["loss"]["value"] == pytest.approx(result.losses, rel=1e-3)  # printed to 4 digits
+    assert curves["loss"]["value"] == pytest.approx(tensorboard_scalars(result.output_dir, "train/loss"), rel=1e-6)
+    assert curves["loss"]["step"] == list(range(1, len(result.losses) + 1))
+    assert len(curves["learning_rate"]["value"]) == len(result.losses)
+    config = load_recipe(recipe)
+    preference = {"rl": ("rewards/margins", "rewards/accuracies"), "reward_model": ("margin", "accuracy")}
+    for kind, keys in preference.items():
+        for key in keys:
+            assert (key in curves) == bool(config.get(kind)), f"{key} in the curves of a run without {kind}"
+            if config.get(kind):
+                logged = [float(r[key]) for r in result.log_records if key in r]
+                assert curves[key]["value"] == pytest.approx(logged, rel=1e-3, abs=1e-4)
+    with Image.open(result.output_dir / CURVES_PNG) as image:
+        image.verify()
+        assert image.format == "PNG"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

@@ -14,6 +14,7 @@ import math
 
 import pytest
 
+from recipekit.axolotl_manifest import CURVES_JSON
 from recipekit.paths import FIXTURES_DIR, RECIPES_DIR
 from recipekit.smoke import smoke_train
 
@@ -58,3 +59,13 @@ def test_logs_the_win_rate_targets_it_regresses_onto(run, pairs):
 def test_the_policy_moves_away_from_its_reference(run):
     second = run.log_records[1]
     assert float(second["sppo/logratio_chosen"]) != 0.0
+
+
+def test_the_curves_hold_the_reward_margins_and_accuracies_it_logged(run):
+    curves = json.loads((run.output_dir / CURVES_JSON).read_text(encoding="utf-8"))
+    for key in ("rewards/margins", "rewards/accuracies"):
+        assert curves[key]["step"] == [1, 2]
+        assert curves[key]["value"] == pytest.approx([float(r[key]) for r in run.log_records], rel=LOGGED_DIGITS)
+    # the policy starts as its own reference: no margin, and no pair where chosen beats rejected
+    assert curves["rewards/margins"]["value"][0] == 0.0 and curves["rewards/accuracies"]["value"][0] == 0.0
+    assert curves["rewards/margins"]["value"][1] != 0.0
