@@ -1,6 +1,7 @@
 """Axolotl plugin that records a training run in its output directory.
 
-Recipes list it under `plugins:`, so `axolotl train` itself writes, with no wrapper script:
+Recipes list it under `plugins:`, so `axolotl train` itself, with no wrapper script, seeds the
+random state before the model is built (so the recipe's seed fixes new weights too) and writes:
 manifest.json (resolved config, git revision, package versions, data file hashes, seed) before
 the first step, and training_curves.png / training_curves.json (loss, learning rate, and the
 reward margins and accuracies of preference and reward-model runs) after the last.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from axolotl.integrations.base import BasePlugin
+from transformers import set_seed
 
 from recipekit.manifest import write_manifest
 from recipekit.reporting import line_panels_png, write_json
@@ -58,7 +60,14 @@ def write_training_curves(output_dir: str | Path, log_history: list[dict[str, An
 
 
 class ManifestPlugin(BasePlugin):
-    """manifest.json once the trainer exists, the training curves once it has trained."""
+    """The seed before the model loads, manifest.json once the trainer exists, the training curves
+    once it has trained."""
+
+    def pre_model_load(self, cfg):
+        # Axolotl seeds only the trainer, which is built after the model; unseeded, new weights (LoRA
+        # matrices, a reward head, rows for added tokens) would start from a different draw every run.
+        if cfg.get("seed") is not None:
+            set_seed(cfg.seed)
 
     def post_trainer_create(self, cfg, trainer):
         self._trainer = trainer  # post_train is handed the model only; the curves are in the trainer's state
