@@ -15,6 +15,7 @@ from typing import Any
 from axolotl.integrations.base import BasePlugin
 from transformers import set_seed
 
+from recipekit.checkpoint import remove_incomplete_checkpoints
 from recipekit.manifest import write_manifest
 from recipekit.reporting import line_panels_png, write_json
 
@@ -72,6 +73,7 @@ class ManifestPlugin(BasePlugin):
     def post_trainer_create(self, cfg, trainer):
         self._trainer = trainer  # post_train is handed the model only; the curves are in the trainer's state
         if trainer.is_world_process_zero():
+            remove_incomplete_checkpoints(cfg.output_dir)
             config = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
             write_manifest(
                 cfg.output_dir,
@@ -80,9 +82,11 @@ class ManifestPlugin(BasePlugin):
                 seed=cfg.get("seed"),
                 extra={"step": "axolotl train", "base_model": cfg.get("base_model")},
             )
+        trainer.accelerator.wait_for_everyone()  # every rank then resumes from the same checkpoint
 
     def post_train(self, cfg, model):
         # Axolotl calls post_train twice (after trainer.train() and after saving); draw once.
         trainer, self._trainer = getattr(self, "_trainer", None), None
         if trainer is not None and trainer.is_world_process_zero():
+            # log_history comes back from the checkpoint on resume, so a resumed run plots every step.
             write_training_curves(cfg.output_dir, trainer.state.log_history, f"axolotl train: {cfg.output_dir}")

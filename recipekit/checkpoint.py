@@ -1,5 +1,5 @@
 """Loading and saving standalone checkpoints: model class, dtype, attention kernel, tokenizer,
-generation config.
+generation config; and the resumable checkpoint-N directories a training run leaves.
 
 Every model that generates, judges or scores is loaded here. The merge and the 4-bit
 export also write a new directory that must load with `from_pretrained` and generate with
@@ -8,6 +8,8 @@ the right stop tokens.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +24,9 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 # processors' settings.
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# The Hugging Face trainer saves a checkpoint-N directory in place and writes this file last.
+TRAINER_STATE = "trainer_state.json"
+_CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 
 
 class CheckpointError(RuntimeError):
@@ -201,3 +206,37 @@ def human_size(n_bytes: int) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def _checkpoint_dirs(output_dir: str | Path) -> dict[int, Path]:
+    """A training run's checkpoint-N directories, by step N."""
+    found = {}
+    for path in Path(output_dir).glob("checkpoint-*"):
+        match = _CHECKPOINT_DIR.fullmatch(path.name)
+        if match and path.is_dir():
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    """Its trainer state, written last, is there and whole."""
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[int]:
+    """Steps of the checkpoints a run can resume from."""
+    return [step for step, path in _checkpoint_dirs(output_dir).items() if _is_complete(path)]
+
+
+def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Delete checkpoint-N directories whose save was cut short, so that resuming picks the last
+    complete one; the run saves step N again when it gets there."""
+    removed = [path for path in _checkpoint_dirs(output_dir).values() if not _is_complete(path)]
+    for path in removed:
+        print(f"{path}: incomplete checkpoint (its save was interrupted); removed")
+        shutil.rmtree(path)
+    return removed

@@ -16,17 +16,19 @@ import ast
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from recipekit.checkpoint import attention_implementation
+from recipekit.checkpoint import attention_implementation, complete_checkpoints
 from recipekit.offline import offline_env
 from recipekit.paths import FIXTURES_DIR, REPO_ROOT
 from recipekit.recipe_config import DELETE, apply_overrides, cpu_overrides, dump_config, load_recipe
@@ -184,12 +186,17 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
+def axolotl_command(command: str, config_path: Path, options: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """The `axolotl COMMAND CONFIG [OPTIONS]` command line of this environment, and its offline environment."""
+    env = offline_env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return [str(Path(sys.executable).parent / "axolotl"), command, str(config_path), *options], env
+
+
 def run_axolotl(command: str, config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
                 options: Sequence[str] = ()) -> str:
     """Run `axolotl COMMAND CONFIG [OPTIONS]` in a subprocess; return its combined output."""
-    env = offline_env()
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    argv = [str(Path(sys.executable).parent / "axolotl"), command, str(config_path), *options]
+    argv, env = axolotl_command(command, config_path, options)
     done = subprocess.run(
         argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
@@ -214,6 +221,38 @@ def launch_options(nproc: int) -> list[str]:
     return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(nproc)]
 
 
+def kill_when(command: list[str], ready: Callable[[], bool], *, cwd: Path, log_path: Path,
+              env: dict[str, str] | None = None, timeout: int = 1200) -> None:
+    """Run `command` in a process group of its own and SIGKILL the group as soon as `ready()`
+    holds, as a crash would; an error if it ends by itself first."""
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while not ready() and process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise SmokeError(f"{' '.join(command)}: still running after {timeout} s; log {log_path}")
+                time.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if process.returncode != -signal.SIGKILL:
+        raise SmokeError(f"{' '.join(command)} ended with exit {process.returncode} before it was killed; log {log_path}")
+
+
+def write_run_config(recipe: Path, workdir: Path, overrides: dict[str, Any], nproc: int = 1) -> tuple[dict[str, Any], Path]:
+    """The recipe plus `overrides` (and, for `nproc` > 1, the data-parallel plugin), written as WORKDIR/NAME.run.yml."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = apply_overrides(load_recipe(recipe), overrides)
+    if nproc > 1:
+        from recipekit.cpu_parallel import DATA_PARALLEL_PLUGIN
+
+        config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
+    return config, dump_config(config, workdir / f"{recipe.stem}.run.yml", source=recipe)
+
+
 def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any],
                          nproc: int = 1) -> SmokeResult:
     """`axolotl train` on the recipe plus `overrides`; check it logged finite losses and wrote weights.
@@ -223,13 +262,7 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     """
     recipe = Path(recipe)
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = apply_overrides(load_recipe(recipe), overrides)
-    if nproc > 1:
-        from recipekit.cpu_parallel import DATA_PARALLEL_PLUGIN
-
-        config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
-    config_path = dump_config(config, workdir / f"{recipe.stem}.run.yml", source=recipe)
+    config, config_path = write_run_config(recipe, workdir, overrides, nproc)
     options: list[str] = []
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
         run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", cwd=workdir)
@@ -247,6 +280,18 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     if not any((output_dir / name).exists() for name in WEIGHT_FILES):
         raise SmokeError(f"{recipe}: no weights written to {output_dir}; see {log_path}")
     return SmokeResult(recipe, config_path, output_dir, losses, log_path, records)
+
+
+def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any], step: int) -> int:
+    """`axolotl train` as train_with_overrides runs it, SIGKILLed once it has saved a complete
+    checkpoint at `step` or later; returns the step of its last complete checkpoint."""
+    recipe, workdir = Path(recipe), Path(workdir)
+    config, config_path = write_run_config(recipe, workdir, overrides)
+    output_dir = Path(config["output_dir"])
+    command, env = axolotl_command("train", config_path)
+    kill_when(command, lambda: max(complete_checkpoints(output_dir), default=0) >= step, cwd=workdir, env=env,
+              log_path=workdir / "axolotl_killed.log")
+    return max(complete_checkpoints(output_dir))
 
 
 def smoke_train(
