@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import types
 from pathlib import Path
@@ -19,9 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recipekit.axolotl_manifest import CURVES_JSON
+from recipekit.checkpoint import TRAINER_STATE, complete_checkpoints
 from recipekit.generation import Generated
 from recipekit.paths import FIXTURES_DIR
 from recipekit.predictions import PredictionStore
+from recipekit.smoke import kill_when, parse_log_records
 from recipekit.sppo import alpaca_eval, driver
 from recipekit.sppo.generate import GENERATION_FIELDS, PromptFileError, read_prompts, sample_responses
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
@@ -29,9 +33,10 @@ from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import win_rate
 
 PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
+PROMPTS_2 = FIXTURES_DIR / "prepared" / "sppo_prompts_iter2.jsonl"
 ALPACA_INSTRUCTIONS = FIXTURES_DIR / "raw" / "alpaca_eval_instructions.json"
 ALPACA_REFERENCE = FIXTURES_DIR / "raw" / "alpaca_eval_reference.json"
-K, LIMIT, HOLDOUT = 3, 5, 2
+K, LIMIT, HOLDOUT, STEPS = 3, 5, 2, 3
 
 
 def read_jsonl(path):
@@ -41,8 +46,9 @@ def read_jsonl(path):
 def driver_argv(out, policy, ranker):
     return ["--out", str(out), "--prompts", str(PROMPTS), "--start-model", str(policy),
             "--ranker", "reward-model", "--ranker-model", str(ranker), "--k", str(K), "--max-new-tokens", "10",
-            "--limit", str(LIMIT), "--holdout", str(HOLDOUT), "--cpu", "--cpu-steps", "2", "--batch-size", "4",
-            "--alpaca-eval", str(ALPACA_INSTRUCTIONS), "--alpaca-reference", str(ALPACA_REFERENCE)]
+            "--limit", str(LIMIT), "--holdout", str(HOLDOUT), "--cpu", "--cpu-steps", str(STEPS), "--batch-size", "4",
+            "--alpaca-eval", str(ALPACA_INSTRUCTIONS), "--alpaca-reference", str(ALPACA_REFERENCE),
+            "--override", "save_strategy=steps", "--override", "save_steps=1"]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +127,7 @@ def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteratio
     assert config["output_dir"] == str((it / "checkpoint").resolve())
     assert config["trainer_cls"] == "recipekit.sppo.trainer.SPPOTrainer"
     # --cpu: a few steps, and eager attention, which applies Gemma 2's soft-cap (SDPA would skip it)
-    assert config["max_steps"] == 2 and config["attn_implementation"] == "eager"
+    assert config["max_steps"] == STEPS and config["attn_implementation"] == "eager"
     assert (it / "checkpoint" / "model.safetensors").is_file()
     trained_on = json.loads((it / "checkpoint" / "manifest.json").read_text(encoding="utf-8"))["inputs"]
     assert trained_on == {str((it / "pairs.jsonl").resolve()): file_sha256(it / "pairs.jsonl")}
@@ -190,6 +196,56 @@ def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypa
     assert driver.main(argv) == 0
     assert "every stage was already finished" in capsys.readouterr().out
     assert markers() == before
+
+
+def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_finished_iteration(
+        iteration, monkeypatch):
+    out = iteration["out"]
+    argv = driver_argv(out, iteration["policy"], iteration["ranker"]) + ["--prompts", str(PROMPTS_2)]
+    checkpoints = out / "iter_2" / "checkpoint"
+    # iteration 1 is finished; the driver dies (SIGKILL, with its `axolotl train`) once iteration 2 saved a step
+    kill_when([sys.executable, "-m", "recipekit.sppo.driver", *argv], lambda: bool(complete_checkpoints(checkpoints)),
+              cwd=out, log_path=out / "killed.log")
+    step = max(complete_checkpoints(checkpoints))
+    before = json.loads((checkpoints / f"checkpoint-{step}" / TRAINER_STATE).read_text(encoding="utf-8"))
+    assert step < STEPS and not (out / "iter_2" / ".stages" / "train.json").exists()
+
+    first_markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
+    trained, run_axolotl = [], driver.run_axolotl
+    monkeypatch.setattr(driver, "run_axolotl", lambda config, log: trained.append(config) or run_axolotl(config, log))
+    assert driver.main(argv) == 0
+    assert [config.parent.parent.name for config in trained] == ["iter_2"]
+    assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == first_markers
+
+    log = (out / "iter_2" / "train" / "axolotl_train.log").read_text(encoding="utf-8")
+    assert re.search(rf"resume from checkpoint at \S*/checkpoint-{step}\b", log)
+    assert len([r for r in parse_log_records(log) if "loss" in r]) == STEPS - step
+    curves = json.loads((checkpoints / CURVES_JSON).read_text(encoding="utf-8"))
+    assert curves["loss"]["step"] == list(range(1, STEPS + 1))
+    assert curves["loss"]["value"][:step] == [r["loss"] for r in before["log_history"] if "loss" in r]
+    assert (checkpoints / "model.safetensors").is_file()
+
+
+def test_training_resumes_a_checkpoint_directory_only_if_it_was_started_with_the_same_config(
+        tmp_path, tiny_model, monkeypatch):
+    it = driver.Iteration(tmp_path, 1, PROMPTS, str(tiny_model("gemma2")))
+    it.dir.mkdir(parents=True)
+    it.pairs.write_bytes((FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl").read_bytes())
+    seen = []
+
+    def saves_a_step_and_dies(config_path, log_path):
+        seen.append(((it.checkpoint / "checkpoint-1").is_dir(), (it.dir / "checkpoint.stale").is_dir()))
+        (it.checkpoint / "checkpoint-1").mkdir(parents=True, exist_ok=True)
+        raise driver.StageError("killed")
+
+    monkeypatch.setattr(driver, "run_axolotl", saves_a_step_and_dies)
+    for rate in ("5e-7", "5e-7", "1e-6", "2e-6"):
+        args = driver.build_parser().parse_args(["--out", str(tmp_path), "--prompts", str(PROMPTS), "--cpu",
+                                                 "--override", f"learning_rate={rate}"])
+        with pytest.raises(driver.StageError, match="killed"):
+            driver.stage_train(args, it, driver.load_recipe(driver.DEFAULT_RECIPE))
+    # started, resumed with its checkpoint-1, set aside for other settings, and again (the older copy replaced)
+    assert seen == [(False, False), (True, False), (False, True), (False, True)]
 
 
 # ---- the parts, without models ----

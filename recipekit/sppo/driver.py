@@ -26,7 +26,9 @@ and OUT/summary.json, summary.md and summary.png, one row per iteration. With --
 the starting policy is evaluated once too (OUT/base/alpaca_eval/), and OUT/alpaca_eval.md,
 .json and .png set it beside every iteration, as the card's table does. A re-run skips
 every stage whose marker (OUT/iter_N/.stages/, OUT/.../alpaca_eval/.stages/) matches its
-settings, inputs and outputs, and resumes generation, ranking and judging where they stopped.
+settings, inputs and outputs, so a finished iteration is never trained again; it resumes
+generation, ranking and judging where they stopped, and training from the last checkpoint
+it saved.
 
 Generation over several GPUs (recipekit/shards.py): `--replicas N` starts N workers for each
 iteration's generate stage and merges their files, then ranks and trains as above. By hand:
@@ -316,6 +318,9 @@ def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
     if stats is not None:
         return stats
     it.ran.append("train")
+    # The recipe's auto_resume_from_checkpoints continues an interrupted run from the newest
+    # checkpoint-N in checkpoint/, so one started with another config must not be there.
+    it.book.resume_or_reset("train", config, inputs, it.checkpoint)
     it.train_dir.mkdir(parents=True, exist_ok=True)
     config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml", source=args.recipe)
     log_path = it.train_dir / "axolotl_train.log"

@@ -6,15 +6,16 @@ fingerprints of its inputs and outputs; a stage counts as finished only while al
 still match, so changing a setting, regenerating an upstream file or damaging an output
 re-runs that stage and, through the changed fingerprints, every stage after it.
 
-Stages that append to their output as they go (generation, ranking) also record what a
-partial output was started with: a partial file made from other inputs or settings is
-stale and is set aside rather than resumed.
+Stages that append to their output as they go (generation, ranking) or resume it from a
+checkpoint (training) also record what a partial output was started with: a partial file
+or directory made from other inputs or settings is stale and is set aside rather than resumed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,9 +76,12 @@ class StageBook:
         return self._read(self.dir / f"{stage}.started.json") == _start_key(params, inputs)
 
     def resume_or_reset(self, stage: str, params: dict[str, Any], inputs: list[Path | str], partial: Path) -> None:
-        """Keep `partial` for resuming only if it was started from the same settings and inputs."""
+        """Keep `partial` (a file or directory) for resuming only if it was started from the same settings
+        and inputs."""
         if partial.exists() and not self.started_with(stage, params, inputs):
             stale = partial.with_name(partial.name + ".stale")
+            if stale.is_dir():  # a directory (a training run's output) replaces no older one by itself
+                shutil.rmtree(stale)
             partial.replace(stale)
             print(f"{partial}: started from other settings or inputs; moved to {stale.name}, starting over")
         if not partial.exists():
