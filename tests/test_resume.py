@@ -37,6 +37,7 @@ def weights(output_dir):
     return load_file(output_dir / name)
 
 
+@pytest.mark.crash_resume
 @pytest.mark.parametrize("recipe", [RECIPES_DIR / name for name in CASES.values()], ids=list(CASES))
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(recipe, tmp_path):
     assert load_recipe(recipe)["auto_resume_from_checkpoints"] is True

@@ -198,6 +198,7 @@ def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypa
     assert markers() == before
 
 
+@pytest.mark.crash_resume
 def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_finished_iteration(
         iteration, monkeypatch):
     out = iteration["out"]
