@@ -17,6 +17,7 @@ from transformers import set_seed
 
 from recipekit.checkpoint import remove_incomplete_checkpoints
 from recipekit.manifest import write_manifest
+from recipekit.model_card import refresh_card
 from recipekit.reporting import line_panels_png, write_json
 
 PLUGIN_NAME = "recipekit.axolotl_manifest.ManifestPlugin"
@@ -85,8 +86,13 @@ class ManifestPlugin(BasePlugin):
         trainer.accelerator.wait_for_everyone()  # every rank then resumes from the same checkpoint
 
     def post_train(self, cfg, model):
-        # Axolotl calls post_train twice (after trainer.train() and after saving); draw once.
+        # Axolotl calls post_train twice: after trainer.train(), then after saving the model and
+        # writing its own README.md. Draw the curves at the first call, the model card at the second.
         trainer, self._trainer = getattr(self, "_trainer", None), None
-        if trainer is not None and trainer.is_world_process_zero():
-            # log_history comes back from the checkpoint on resume, so a resumed run plots every step.
-            write_training_curves(cfg.output_dir, trainer.state.log_history, f"axolotl train: {cfg.output_dir}")
+        if trainer is not None:
+            self._main_process = trainer.is_world_process_zero()
+            if self._main_process:
+                # log_history comes back from the checkpoint on resume, so a resumed run plots every step.
+                write_training_curves(cfg.output_dir, trainer.state.log_history, f"axolotl train: {cfg.output_dir}")
+        elif getattr(self, "_main_process", False):
+            refresh_card(cfg.output_dir)  # a full fine-tune's card; a LoRA adapter's is left alone

@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
@@ -88,6 +89,10 @@ def test_recipe_trains_on_cpu(recipe, tmp_path):
         # also have a vision tower or image embedder, which text-only data never trains)
         base = yaml.safe_load(result.config_path.read_text())["base_model"]
         assert lora_modules(result.output_dir) == language_model_linears(base)
+    else:  # a full fine-tune gets its model card when training ends, in place of Axolotl's own
+        card = ModelCard.load(result.output_dir / "README.md")
+        assert {"recipekit", "axolotl", "full-fine-tune"} <= set(card.data.tags)
+        assert "## Deviations from the source card" in card.text
 
     # TensorBoard on by default; the curves beside manifest.json hold what the trainer logged
     curves = json.loads((result.output_dir / CURVES_JSON).read_text())
