@@ -103,11 +103,6 @@ class RankRecordCallback(TrainerCallback):
 
 
 class RankRecordPlugin(BasePlugin):
-    def pre_model_load(self, cfg):
-        # Axolotl seeds only when it builds the trainer, after a LoRA adapter has been
-        # initialised from the process's random state; seed here so compared runs start alike.
-        torch.manual_seed(cfg.seed if cfg.seed is not None else 0)
-
     def add_callbacks_post_trainer(self, cfg, trainer):
         return [RankRecordCallback(trainer)]
 

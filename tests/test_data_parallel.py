@@ -19,7 +19,7 @@ micro-batch 1 x accumulation 4 over the same four rows, when the rows come in fi
 (`curriculum_sampling: true`: no shuffle, a sequential sampler). The SPPO loss is a mean
 over pairs, and each micro-batch holds one pair, so 2 x 1 x 3 is one micro-batch of all
 six fixture pairs, and every step sees all of them in any order. Adapters start from the
-same weights because the plugin seeds torch before the model is built.
+same weights because the manifest plugin every recipe lists seeds before the model is built.
 
 Not run here, and why:
 - DeepSpeed (ZeRO-2/3) is not installed on CPU machines (it is in requirements-gpu.txt),
