@@ -1,6 +1,6 @@
-"""Command-line entry point of recipekit.prep.backfill (run with --help for its options)."""
+"""Command-line entry point of recipekit.backfill.prep (run with --help for its options)."""
 
-from recipekit.prep.backfill import main
+from recipekit.backfill.prep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Command-line entry point of recipekit.prep.bitext (run with --help for its options)."""
+"""Command-line entry point of recipekit.chatbot.prep (run with --help for its options)."""
 
-from recipekit.prep.bitext import main
+from recipekit.chatbot.prep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Command-line entry point of recipekit.prep.cs_pairs (run with --help for its options)."""
+"""Command-line entry point of recipekit.supervisor.prep_pairs (run with --help for its options)."""
 
-from recipekit.prep.cs_pairs import main
+from recipekit.supervisor.prep_pairs import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Command-line entry point of recipekit.prep.preference (run with --help for its options)."""
+"""Command-line entry point of recipekit.reward.prep (run with --help for its options)."""
 
-from recipekit.prep.preference import main
+from recipekit.reward.prep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

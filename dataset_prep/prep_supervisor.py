@@ -1,6 +1,6 @@
-"""Command-line entry point of recipekit.prep.supervisor (run with --help for its options)."""
+"""Command-line entry point of recipekit.supervisor.prep (run with --help for its options)."""
 
-from recipekit.prep.supervisor import main
+from recipekit.supervisor.prep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Export a merged checkpoint as a bitsandbytes NF4 4-bit checkpoint; see recipekit.quantize."""
+"""Export a merged checkpoint as a bitsandbytes NF4 4-bit checkpoint; see recipekit.checkpoints.quantize."""
 
-from recipekit.quantize import main
+from recipekit.checkpoints.quantize import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

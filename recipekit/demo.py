@@ -25,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from recipekit.manifest import write_manifest
-from recipekit.offline import go_offline, offline_env
-from recipekit.paths import FIXTURES_DIR, RECIPES_DIR, REPO_ROOT
+from recipekit.paths import RECIPES_DIR, REPO_ROOT
+from recipekit.reporting.manifest import write_manifest
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.offline import go_offline, offline_env
 
 RAW = FIXTURES_DIR / "raw"
 # Long enough for the tiny model's whole judgement (about 110 tokens) plus margin.
@@ -53,8 +54,8 @@ def _python(script: str, *args: str | Path) -> tuple[str | Path, ...]:
 
 
 def _train(recipe: str, base_model: Path, data: Path, workdir: Path, steps: int, learning_rate: float) -> Path:
-    from recipekit.recipe_config import load_recipe
-    from recipekit.smoke import cpu_run_overrides, train_with_overrides
+    from recipekit.testing.smoke import cpu_run_overrides, train_with_overrides
+    from recipekit.training.recipe_config import load_recipe
 
     recipe_path = RECIPES_DIR / recipe
     config = load_recipe(recipe_path)
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage2-steps", type=int, default=1500)
     args = parser.parse_args(argv)
     go_offline()
-    from recipekit.model_card import CURVES_NAME
-    from recipekit.tiny_models import tiny_model_path
+    from recipekit.reporting.model_card import CURVES_NAME
+    from recipekit.testing.tiny_models import tiny_model_path
 
     started = time.perf_counter()
     out: Path = args.out.resolve()

@@ -9,7 +9,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO_ROOT / "recipes"
 LAUNCH_DIR = RECIPES_DIR / "launch"
 CHAT_TEMPLATES_DIR = REPO_ROOT / "chat_templates"
-FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 
 
 def cache_dir() -> Path:

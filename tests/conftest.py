@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recipekit.offline import go_offline
+from recipekit.testing.offline import go_offline
 
 # Set before any test imports transformers/datasets, so nothing reaches for a hub or
 # writes outside the session's temporary directory.
@@ -45,7 +45,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_model():
     """tiny_model(family, task="causal_lm") -> path of the cached tiny model."""
-    from recipekit.tiny_models import tiny_model_path
+    from recipekit.testing.tiny_models import tiny_model_path
 
     return tiny_model_path
 
@@ -74,14 +74,14 @@ def gemma2_prompt(tiny_model):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """Stands in for huggingface_hub.HfApi where recipekit.hub uses it (no network here).
+    """Stands in for huggingface_hub.HfApi where recipekit.checkpoints.hub uses it (no network here).
 
     Returns a record: `calls` lists (method, arguments) in order, upload_folder's with the
     folder's file names at the time of the call; `fail[method] = error` makes that method raise.
     """
     from types import SimpleNamespace
 
-    import recipekit.hub
+    import recipekit.checkpoints.hub
 
     record = SimpleNamespace(calls=[], fail={})
 
@@ -103,5 +103,5 @@ def fake_hub(monkeypatch):
             files = sorted(p.name for p in Path(arguments["folder_path"]).iterdir())
             self._called("upload_folder", files=files, **arguments)
 
-    monkeypatch.setattr(recipekit.hub, "HfApi", RecordingHfApi)
+    monkeypatch.setattr(recipekit.checkpoints.hub, "HfApi", RecordingHfApi)
     return record

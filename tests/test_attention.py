@@ -14,10 +14,10 @@ from transformers import (
     LlamaConfig,
 )
 
-from recipekit.chat_format import inference_prompt, prompt_token_ids
-from recipekit.checkpoint import attention_implementation, load_model
-from recipekit.generation import load_chat_model
-from recipekit.reward_eval import load_reward_model
+from recipekit.checkpoints.load import attention_implementation, load_model
+from recipekit.generation.engine import load_chat_model
+from recipekit.reward.scoring import load_reward_model
+from recipekit.templates.chat_format import inference_prompt, prompt_token_ids
 
 SOFTCAP = 1.0
 

@@ -10,11 +10,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from recipekit.backfill.job import CARD_SAMPLING, run_backfill
+from recipekit.backfill.prep import main as prep_backfill
 from recipekit.backfill.traces import check_trace
-from recipekit.generation import Generated
-from recipekit.paths import FIXTURES_DIR, REPO_ROOT
-from recipekit.prep.backfill import main as prep_backfill
-from recipekit.prep.rows import RowError
+from recipekit.dataio.rows import RowError
+from recipekit.generation.engine import Generated
+from recipekit.paths import REPO_ROOT
+from recipekit.testing import FIXTURES_DIR
 
 SCRIPT = REPO_ROOT / "dataset_prep" / "backfill_traces.py"
 LEGACY = FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"

@@ -11,9 +11,9 @@ from safetensors import safe_open
 from transformers import AutoTokenizer
 
 from recipekit.paths import RECIPES_DIR
-from recipekit.recipe_config import load_recipe
-from recipekit.smoke import smoke_train
-from recipekit.special_tokens import backfill_sentinels
+from recipekit.templates.special_tokens import backfill_sentinels
+from recipekit.testing.smoke import smoke_train
+from recipekit.training.recipe_config import load_recipe
 
 RECIPE = RECIPES_DIR / "reasoning_backfill_qwen3_4b.yml"
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from recipekit.bench import flops, packing
 from recipekit.bench.cli import main as bench_main
 from recipekit.bench.report import CPU_LABEL
-from recipekit.tiny_models import tiny_model_path
+from recipekit.testing.tiny_models import tiny_model_path
 
 
 def test_unpacked_rows_pad_to_a_multiple_of_64():

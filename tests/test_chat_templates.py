@@ -14,9 +14,10 @@ from jinja2.exceptions import TemplateError
 from transformers import AutoTokenizer
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from recipekit.chat_format import inference_prompt, to_messages
-from recipekit.paths import CHAT_TEMPLATES_DIR, FIXTURES_DIR
-from recipekit.special_tokens import backfill_sentinels
+from recipekit.paths import CHAT_TEMPLATES_DIR
+from recipekit.templates.chat_format import inference_prompt, to_messages
+from recipekit.templates.special_tokens import backfill_sentinels
+from recipekit.testing import FIXTURES_DIR
 
 # our file -> Axolotl's reference file of the same family
 REFERENCES = {

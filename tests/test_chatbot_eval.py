@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from recipekit.chat_format import inference_prompt, to_messages
-from recipekit.paths import FIXTURES_DIR, REPO_ROOT
-from recipekit.perplexity import reply_token_ids
+from recipekit.metrics.perplexity import reply_token_ids
+from recipekit.paths import REPO_ROOT
+from recipekit.templates.chat_format import inference_prompt, to_messages
+from recipekit.testing import FIXTURES_DIR
 
 SCRIPT = REPO_ROOT / "eval" / "run_chatbot_eval.py"
 TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"

@@ -1,7 +1,7 @@
 """Two CPU processes (torchrun, gloo) run the real `axolotl train` as one data-parallel job,
 and train exactly what one process trains on the same rows.
 
-Each rank records, through a plugin (recipekit/cpu_parallel.py), its process group, the
+Each rank records, through a plugin (recipekit/testing/cpu_parallel.py), its process group, the
 class the trainer steps through, the gradients handed to the optimiser and its trainable
 parameters at the start and after every step. The 2-process run must be one gloo group of
 two in DistributedDataParallel, hold bit-identical gradients and parameters on both ranks,
@@ -38,10 +38,11 @@ import json
 import pytest
 import torch
 
-from recipekit.cpu_parallel import RECORD_PLUGIN, read_record
-from recipekit.paths import FIXTURES_DIR, RECIPES_DIR
-from recipekit.recipe_config import load_recipe
-from recipekit.smoke import smoke_train
+from recipekit.paths import RECIPES_DIR
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.cpu_parallel import RECORD_PLUGIN, read_record
+from recipekit.testing.smoke import smoke_train
+from recipekit.training.recipe_config import load_recipe
 
 pytestmark = pytest.mark.multiprocess
 

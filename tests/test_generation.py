@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoTokenizer
 
-from recipekit import generation
-from recipekit.generation import Sampling
-from recipekit.paths import FIXTURES_DIR
+from recipekit.generation import engine as generation
+from recipekit.generation.engine import Sampling
 from recipekit.sppo.generate import chat_prompt, open_policy
-from recipekit.tiny_models import FAMILIES
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.tiny_models import FAMILIES
 
 PROMPTS = ("Where is my order?", "My washing machine shows error OE after every cycle; what should I do first?")
 
@@ -84,7 +84,7 @@ def test_vllm_gets_the_ids_transformers_generates_from(family, tiny_model, stand
 
 
 def _scorer(model, out, *extra):
-    from recipekit.supervisor_eval import main
+    from recipekit.supervisor.scoring import main
 
     data = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"
     return main(["--model", model, "--data", str(data), "--out", str(out), "--limit", "2", *extra])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recipekit.offline import offline_env
+from recipekit.testing.offline import offline_env
 
 
 def test_every_hub_cache_is_inside_the_session_directory(session_tmp):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recipekit.judge import VerdictError, judge_pairs, main, parse_verdict
+from recipekit.reward.judge import VerdictError, judge_pairs, main, parse_verdict
 
 ITEMS = [
     {"id": "p1", "prompt": "朝ごはんは？", "responses": ["納豆ご飯とみそ汁がおすすめです。", "パン。", "食べなくても大丈夫です。"]},

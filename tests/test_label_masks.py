@@ -1,7 +1,7 @@
 """Only the assistant's content and its end-of-turn token train, under Axolotl's own masking.
 
 Each prepared fixture row goes through the prompt strategy Axolotl builds for the recipe's
-dataset entry (recipekit.show_trained_tokens.tokenize_row). The expected trained
+dataset entry (recipekit.training.show_trained_tokens.tokenize_row). The expected trained
 positions are worked out here without Axolotl: render the conversation with Axolotl's
 shipped template, find each assistant reply in the text after its role header, and take
 the tokens whose character offsets fall inside it, plus the end-of-turn token after it.
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from recipekit.chat_format import to_messages
-from recipekit.paths import CHAT_TEMPLATES_DIR, FIXTURES_DIR, RECIPES_DIR
-from recipekit.recipe_config import apply_overrides, load_recipe
-from recipekit.show_trained_tokens import IGNORE_INDEX, axolotl_cfg, highlight, main, tokenize_row
-from recipekit.smoke import cpu_run_overrides, resolve_fixtures, resolve_tiny_model
-from recipekit.special_tokens import backfill_sentinels
+from recipekit.paths import CHAT_TEMPLATES_DIR, RECIPES_DIR
+from recipekit.templates.chat_format import to_messages
+from recipekit.templates.special_tokens import backfill_sentinels
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.smoke import cpu_run_overrides, resolve_fixtures, resolve_tiny_model
+from recipekit.training.recipe_config import apply_overrides, load_recipe
+from recipekit.training.show_trained_tokens import IGNORE_INDEX, axolotl_cfg, highlight, main, tokenize_row
 
 PREPARED = FIXTURES_DIR / "prepared"
 ROWS_PER_FILE = 4

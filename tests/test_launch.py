@@ -13,10 +13,17 @@ import subprocess
 
 import pytest
 
-from recipekit.launch_check import PLUGIN_NAME, check_launch, cli_flags, launch_overrides, launch_problems, main
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR, REPO_ROOT
-from recipekit.recipe_config import apply_overrides, dump_config, load_recipe
-from recipekit.smoke import SmokeError, cpu_run_overrides, run_axolotl_train
+from recipekit.testing.smoke import SmokeError, cpu_run_overrides, run_axolotl_train
+from recipekit.training.launch_check import (
+    PLUGIN_NAME,
+    check_launch,
+    cli_flags,
+    launch_overrides,
+    launch_problems,
+    main,
+)
+from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 LAUNCHERS = sorted(p for p in LAUNCH_DIR.iterdir() if p.suffix in (".json", ".yml"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from recipekit.manifest import write_manifest
+from recipekit.reporting.manifest import write_manifest
 
 
 def test_manifest_fields(tmp_path):

@@ -19,11 +19,11 @@ from peft.tuners.tuners_utils import BaseTuner
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoProcessor, AutoTokenizer
 
-from recipekit.merge import main as merge_main
-from recipekit.offline import offline_env
+from recipekit.checkpoints.merge import main as merge_main
+from recipekit.checkpoints.probes import probe_logits, probe_texts
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
-from recipekit.probes import probe_logits, probe_texts
-from recipekit.recipe_config import load_recipe, read_header
+from recipekit.testing.offline import offline_env
+from recipekit.training.recipe_config import load_recipe, read_header
 
 MERGE_CLI = REPO_ROOT / "merge" / "merge_lora.py"
 ATOL = 1e-4  # float32 merge of tiny models: PEFT's unmerged forward vs merged weights
@@ -276,7 +276,7 @@ def test_base_without_chat_template_is_refused(gemma4, chain, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def axolotl_adapter(tmp_path_factory):
-    from recipekit.smoke import smoke_train
+    from recipekit.testing.smoke import smoke_train
 
     return smoke_train(REPO_ROOT / "recipes" / "supervisor_stage1.yml", tmp_path_factory.mktemp("stage1"), steps=2)
 

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 
-from recipekit import model_card, reward_eval, supervisor_eval
-from recipekit.manifest import write_manifest
-from recipekit.paths import FIXTURES_DIR, RECIPES_DIR
-from recipekit.recipe_config import apply_overrides, dump_config, load_recipe, read_header
+from recipekit.paths import RECIPES_DIR
+from recipekit.reporting import model_card
+from recipekit.reporting.manifest import write_manifest
+from recipekit.reward import scoring as reward_eval
+from recipekit.supervisor import scoring as supervisor_eval
+from recipekit.testing import FIXTURES_DIR
+from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe, read_header
 
 BASE = "google/gemma-4-12B-it"
 STAGE1, STAGE2 = RECIPES_DIR / "supervisor_stage1.yml", RECIPES_DIR / "supervisor_stage2.yml"

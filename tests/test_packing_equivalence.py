@@ -21,7 +21,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from recipekit.tiny_models import tiny_model_path
+from recipekit.testing.tiny_models import tiny_model_path
 
 LENGTHS = (7, 19, 12, 25)
 TOLERANCE = 1e-4

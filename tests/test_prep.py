@@ -11,12 +11,17 @@ from collections import Counter
 import pytest
 from transformers import AutoTokenizer
 
-from recipekit.chat_format import to_messages
-from recipekit.paths import FIXTURES_DIR
-from recipekit.prep import backfill, bitext, cs_pairs, preference, sppo_prompts, supervisor
-from recipekit.prep.lengths import token_length
-from recipekit.prep.rows import source_split
-from recipekit.special_tokens import sentinel_pair
+from recipekit.backfill import prep as backfill
+from recipekit.chatbot import prep as bitext
+from recipekit.dataio.rows import source_split
+from recipekit.reward import prep as preference
+from recipekit.sppo import prompts as sppo_prompts
+from recipekit.supervisor import prep as supervisor
+from recipekit.supervisor import prep_pairs as cs_pairs
+from recipekit.templates.chat_format import to_messages
+from recipekit.templates.lengths import token_length
+from recipekit.templates.special_tokens import sentinel_pair
+from recipekit.testing import FIXTURES_DIR
 
 RAW = FIXTURES_DIR / "raw"
 PREPARED = FIXTURES_DIR / "prepared"
@@ -123,8 +128,8 @@ def test_supervisor_malformed_test_counts_name_the_flag(value, words, tmp_path, 
 
 
 def test_supervisor_default_prompt_is_the_cards_in_training_and_scoring(tmp_path, tiny_model):
-    from recipekit.chat_format import inference_prompt, render
-    from recipekit.supervisor_eval import read_test_rows
+    from recipekit.supervisor.scoring import read_test_rows
+    from recipekit.templates.chat_format import inference_prompt, render
 
     card_system = "당신은 전자제품 CS 챗봇의 품질을 평가하는 수퍼바이저입니다."
     out = tmp_path / "rows.jsonl"

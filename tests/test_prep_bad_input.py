@@ -11,8 +11,13 @@ import json
 
 import pytest
 
-from recipekit.paths import FIXTURES_DIR
-from recipekit.prep import backfill, bitext, cs_pairs, preference, sppo_prompts, supervisor
+from recipekit.backfill import prep as backfill
+from recipekit.chatbot import prep as bitext
+from recipekit.reward import prep as preference
+from recipekit.sppo import prompts as sppo_prompts
+from recipekit.supervisor import prep as supervisor
+from recipekit.supervisor import prep_pairs as cs_pairs
+from recipekit.testing import FIXTURES_DIR
 
 RAW = FIXTURES_DIR / "raw"
 

@@ -14,10 +14,10 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recipekit import quantize
-from recipekit.offline import offline_env
+from recipekit.checkpoints import quantize
+from recipekit.checkpoints.probes import probe_logits, probe_texts
 from recipekit.paths import REPO_ROOT
-from recipekit.probes import probe_logits, probe_texts
+from recipekit.testing.offline import offline_env
 
 QUANTIZE_CLI = REPO_ROOT / "merge" / "quantize_4bit.py"
 

@@ -2,7 +2,7 @@
 
 Every other test trains random-init tiny models, whose replies are noise by design; this
 one checks that the pipeline keeps a real language model speaking language. The base is
-SmolLM2-135M-Instruct, shipped inside a PyPI wheel (recipekit.pretrained). It is a
+SmolLM2-135M-Instruct, shipped inside a PyPI wheel (recipekit.testing.pretrained). It is a
 Llama-architecture ChatML model, so it runs the Gemma 3 chatbot recipe (LoRA SFT on
 Bitext-style rows) with the usual CPU overrides plus its own chat template in place of
 Gemma 3's, whose turn tokens it lacks. Slow: a few minutes on two cores
@@ -20,14 +20,15 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from recipekit.chat_format import inference_prompt, to_messages
-from recipekit.chatbot_eval import main as chatbot_eval_main
-from recipekit.merge import main as merge_main
+from recipekit.chatbot.scoring import main as chatbot_eval_main
+from recipekit.checkpoints.merge import main as merge_main
 from recipekit.metrics.verdicts import CHAT_SPECIAL_TOKENS, strip_special_tokens
-from recipekit.paths import FIXTURES_DIR, RECIPES_DIR
-from recipekit.pretrained import smollm2_path
-from recipekit.recipe_config import load_recipe
-from recipekit.smoke import cpu_run_overrides, resolve_fixtures, train_with_overrides
+from recipekit.paths import RECIPES_DIR
+from recipekit.templates.chat_format import inference_prompt, to_messages
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.pretrained import smollm2_path
+from recipekit.testing.smoke import cpu_run_overrides, resolve_fixtures, train_with_overrides
+from recipekit.training.recipe_config import load_recipe
 
 pytestmark = pytest.mark.real_weights
 

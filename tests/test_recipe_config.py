@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from recipekit.paths import RECIPES_DIR
-from recipekit.recipe_config import (
+from recipekit.testing.smoke import cpu_run_overrides, resolve_tiny_model
+from recipekit.training.recipe_config import (
     DELETE,
     RecipeError,
     apply_overrides,
@@ -15,7 +16,6 @@ from recipekit.recipe_config import (
     read_header,
     validate,
 )
-from recipekit.smoke import cpu_run_overrides, resolve_tiny_model
 
 GPU_RECIPE = {
     "base_model": "google/gemma-3-4b-it",
@@ -99,7 +99,7 @@ def test_only_a_processor_that_cannot_load_on_cpu_gives_way_to_the_tokenizer(tin
     from transformers import AutoProcessor, AutoTokenizer
 
     from recipekit.paths import RECIPES_DIR
-    from recipekit.smoke import PROCESSOR_PLUGIN, cpu_run_overrides
+    from recipekit.testing.smoke import PROCESSOR_PLUGIN, cpu_run_overrides
 
     config = load_recipe(RECIPES_DIR / "supervisor_stage1.yml")
 

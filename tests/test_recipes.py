@@ -17,10 +17,10 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from recipekit.axolotl_manifest import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
 from recipekit.paths import RECIPES_DIR
-from recipekit.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
-from recipekit.smoke import smoke_train
+from recipekit.testing.smoke import smoke_train
+from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
+from recipekit.training.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 

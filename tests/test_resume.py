@@ -18,11 +18,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recipekit.axolotl_manifest import CURVES_JSON
-from recipekit.checkpoint import complete_checkpoints, remove_incomplete_checkpoints
+from recipekit.checkpoints.load import complete_checkpoints, remove_incomplete_checkpoints
 from recipekit.paths import RECIPES_DIR
-from recipekit.recipe_config import load_recipe
-from recipekit.smoke import WEIGHT_FILES, kill_after_checkpoint, smoke_overrides, train_with_overrides
+from recipekit.testing.smoke import WEIGHT_FILES, kill_after_checkpoint, smoke_overrides, train_with_overrides
+from recipekit.training.manifest_plugin import CURVES_JSON
+from recipekit.training.recipe_config import load_recipe
 
 STEPS, KILL_AFTER = 5, 2
 CASES = {

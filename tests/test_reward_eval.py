@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from recipekit.paths import FIXTURES_DIR, REPO_ROOT
-from recipekit.reward_eval import main, reward_input_ids
+from recipekit.paths import REPO_ROOT
+from recipekit.reward.scoring import main, reward_input_ids
+from recipekit.testing import FIXTURES_DIR
 
 SCRIPT = REPO_ROOT / "eval" / "run_reward_eval.py"
 EVAL_PAIRS = FIXTURES_DIR / "prepared" / "reward_ja_eval.jsonl"

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from recipekit.checkpoint import CheckpointError, load_model, load_tokenizer
-from recipekit.merge import main as merge_main
-from recipekit.offline import offline_env
-from recipekit.quantize import main as quantize_main
+from recipekit.checkpoints.load import CheckpointError, load_model, load_tokenizer
+from recipekit.checkpoints.merge import main as merge_main
+from recipekit.checkpoints.quantize import main as quantize_main
+from recipekit.testing.offline import offline_env
 
 pytestmark = pytest.mark.multiprocess
 
 SHARDS = "pytorch_model_fsdp_0"
-LORA_RANK = 4  # recipekit.cpu_parallel.write_fsdp2_sharded_checkpoint
+LORA_RANK = 4  # recipekit.testing.cpu_parallel.write_fsdp2_sharded_checkpoint
 
 
 def _bin(name: str) -> str:
@@ -35,7 +35,7 @@ def _bin(name: str) -> str:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_model):
     out = tmp_path_factory.mktemp("fsdp2") / "checkpoint-1"
-    done = subprocess.run([_bin("torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "recipekit.cpu_parallel",
+    done = subprocess.run([_bin("torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "recipekit.testing.cpu_parallel",
                            str(tiny_model("gemma2")), str(out)],
                           env=offline_env(), capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""Generation split into shards (recipekit/shards.py): the union of the shards is the single-process
+"""Generation split into shards (recipekit/generation/shards.py): the union of the shards is the single-process
 output, a killed shard resumes, and a merge refuses shard files that lose or repeat a row.
 
 Shard runs and the single run use batch size 1: batching rows that the sharded runs do not
@@ -17,14 +17,14 @@ import time
 
 import pytest
 
-from recipekit import shards
 from recipekit.backfill import job
-from recipekit.paths import FIXTURES_DIR
-from recipekit.predictions import PredictionsError, PredictionStore, _drop_torn_last_line, read_predictions
-from recipekit.shards import Shard, ShardError, Workers, add_scale_out_args, merge_shards, shard_of
+from recipekit.generation import shards
+from recipekit.generation.predictions import PredictionsError, PredictionStore, _drop_torn_last_line, read_predictions
+from recipekit.generation.shards import Shard, ShardError, Workers, add_scale_out_args, merge_shards, shard_of
 from recipekit.sppo import driver
-from recipekit.supervisor_eval import PREDICTION_FIELDS
-from recipekit.supervisor_eval import main as supervisor_eval
+from recipekit.supervisor.scoring import PREDICTION_FIELDS
+from recipekit.supervisor.scoring import main as supervisor_eval
+from recipekit.testing import FIXTURES_DIR
 
 TEST_ROWS = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"
 LIMIT = 12
@@ -190,7 +190,7 @@ def test_a_killed_shard_resumes_and_the_replicas_finish_the_merge(single, gemma4
     out = tmp_path / "eval"
     killed = shard_file(out, 1, 2)
     share = len([r for r in read_jsonl(TEST_ROWS)[:LIMIT] if shard_of(r["id"], 2) == 1])
-    worker = subprocess.Popen([sys.executable, "-m", "recipekit.supervisor_eval",
+    worker = subprocess.Popen([sys.executable, "-m", "recipekit.supervisor.scoring",
                                *scorer_argv(gemma4, out, "--shard", "1/2")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

@@ -19,9 +19,10 @@ import warnings
 
 import pytest
 
-from recipekit.generation import Generated
-from recipekit.paths import FIXTURES_DIR, REPO_ROOT
+from recipekit.generation.engine import Generated
+from recipekit.paths import REPO_ROOT
 from recipekit.sppo import alpaca_eval as ae
+from recipekit.testing import FIXTURES_DIR
 
 SCRIPT = REPO_ROOT / "eval" / "run_sppo_eval.py"
 INSTRUCTIONS = FIXTURES_DIR / "raw" / "alpaca_eval_instructions.json"
@@ -163,7 +164,7 @@ def test_each_instruction_is_one_user_turn_in_the_chat_template_sampled_as_alpac
         tmp_path, tiny_model, monkeypatch):
     from transformers import AutoTokenizer
 
-    import recipekit.eval_runner as runner
+    import recipekit.generation.eval_runner as runner
 
     recorder = RecordingGenerator(AutoTokenizer.from_pretrained(tiny_model("gemma2")))
     monkeypatch.setattr(runner, "open_generator", lambda args: recorder)

@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipekit.axolotl_manifest import CURVES_JSON
-from recipekit.checkpoint import TRAINER_STATE, complete_checkpoints
-from recipekit.generation import Generated
-from recipekit.paths import FIXTURES_DIR
-from recipekit.predictions import PredictionStore
-from recipekit.smoke import kill_when, parse_log_records
+from recipekit.checkpoints.load import TRAINER_STATE, complete_checkpoints
+from recipekit.generation.engine import Generated
+from recipekit.generation.predictions import PredictionStore
 from recipekit.sppo import alpaca_eval, driver
 from recipekit.sppo.generate import GENERATION_FIELDS, PromptFileError, read_prompts, sample_responses
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import win_rate
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.smoke import kill_when, parse_log_records
+from recipekit.training.manifest_plugin import CURVES_JSON
 
 PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
 PROMPTS_2 = FIXTURES_DIR / "prepared" / "sppo_prompts_iter2.jsonl"
@@ -118,7 +118,7 @@ def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
 
 
 def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteration):
-    from recipekit.manifest import file_sha256
+    from recipekit.reporting.manifest import file_sha256
 
     it = iteration["dir"]
     config = yaml.safe_load(next((it / "train").glob("*.yml")).read_text(encoding="utf-8"))
@@ -350,7 +350,7 @@ class RecordingGenerator:
 def test_sampling_resumes_and_draws_sample_k_with_seed_plus_k(tmp_path, tiny_model):
     from transformers import AutoTokenizer
 
-    from recipekit.generation import Sampling
+    from recipekit.generation.engine import Sampling
 
     generator = RecordingGenerator(AutoTokenizer.from_pretrained(tiny_model("gemma2")))
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(3)]

@@ -137,8 +137,8 @@ def test_win_rates_survive_axolotl_strategy_tokenisation_and_collation(models, t
     from datasets import load_dataset
     from trl.data_utils import _tokenize
 
-    from recipekit.paths import FIXTURES_DIR
     from recipekit.sppo.pairs import PROB_COLUMNS
+    from recipekit.testing import FIXTURES_DIR
 
     tokenizer = models[2]
     pairs = load_dataset("json", data_files=str(FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl"), split="train")

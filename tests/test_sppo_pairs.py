@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from recipekit.dataio.rows import FieldError
 from recipekit.paths import REPO_ROOT
-from recipekit.prep.rows import FieldError
 from recipekit.sppo.pairs import build_pair, main, preference_matrix, win_probability
 
 LN3 = math.log(3.0)

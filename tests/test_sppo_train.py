@@ -14,9 +14,10 @@ import math
 
 import pytest
 
-from recipekit.axolotl_manifest import CURVES_JSON
-from recipekit.paths import FIXTURES_DIR, RECIPES_DIR
-from recipekit.smoke import smoke_train
+from recipekit.paths import RECIPES_DIR
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.smoke import smoke_train
+from recipekit.training.manifest_plugin import CURVES_JSON
 
 RECIPE = RECIPES_DIR / "sppo_gemma2_9b.yml"
 PAIRS = FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl"

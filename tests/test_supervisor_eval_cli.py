@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from recipekit.paths import FIXTURES_DIR, REPO_ROOT
+from recipekit.paths import REPO_ROOT
+from recipekit.testing import FIXTURES_DIR
 
 SCRIPT = REPO_ROOT / "eval" / "run_supervisor_eval.py"
 TEST_ROWS = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"

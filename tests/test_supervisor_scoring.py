@@ -129,7 +129,7 @@ def test_bertscore_layer_beyond_the_encoder_is_an_error():
 
 
 def test_card_comparable_rouge_comes_first_and_old_metrics_files_still_compare(tmp_path, capsys):
-    from recipekit import supervisor_eval
+    from recipekit.supervisor import scoring as supervisor_eval
 
     scores = text_scores(["답변 ok"], ["다른 답변 ok"])
     keys = list(scores.values)

@@ -18,8 +18,8 @@ from transformers import (
     AutoTokenizer,
 )
 
-from recipekit.special_tokens import backfill_sentinels
-from recipekit.tiny_models import FAMILIES, family_for_base_model, tiny_model_path
+from recipekit.templates.special_tokens import backfill_sentinels
+from recipekit.testing.tiny_models import FAMILIES, family_for_base_model, tiny_model_path
 
 # What AutoModelForCausalLM builds for each seed card's real checkpoint.
 EXPECTED_ARCH = {

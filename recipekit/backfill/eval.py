@@ -27,13 +27,13 @@ from typing import Any
 
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import PROBLEMS, check_trace, mentions_answer
-from recipekit.eval_runner import EvalDataError, add_generation_args, generate_predictions, run_scorer
-from recipekit.manifest import write_manifest
-from recipekit.predictions import PredictionsError, read_predictions
-from recipekit.prep.rows import PrepError, RowError
-from recipekit.prep.runner import Stats, write_jsonl
-from recipekit.reporting import fmt, histogram_png, markdown_table, write_json
-from recipekit.shards import parse_args
+from recipekit.dataio.prep_runner import Stats, write_jsonl
+from recipekit.dataio.rows import PrepError, RowError
+from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, run_scorer
+from recipekit.generation.predictions import PredictionsError, read_predictions
+from recipekit.generation.shards import parse_args
+from recipekit.reporting.manifest import write_manifest
+from recipekit.reporting.tables import fmt, histogram_png, markdown_table, write_json
 
 PREDICTION_FIELDS = ("id", "solution", "output", "new_tokens", "stopped")
 CARD_ROWS = (  # (label in the table, key, shown as percent)

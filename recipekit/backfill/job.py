@@ -17,7 +17,7 @@ only once every row has a reply, each to a temporary name then renamed.
 
 On several GPUs: `--replicas N` (N workers here), or `--shard I/N` per process and then
 `--merge-shards N`, which merges the shards' replies into OUT/generations.jsonl and goes on
-as above (recipekit/shards.py).
+as above (recipekit/generation/shards.py).
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recipekit.backfill.prep import DEFAULT_SYSTEM
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import check_trace
-from recipekit.chat_format import ConversationError, inference_prompt
-from recipekit.eval_runner import open_generator
-from recipekit.generation import Generated, ModelLoadError, Sampling, pending
-from recipekit.manifest import write_manifest
-from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.prep.backfill import DEFAULT_SYSTEM
-from recipekit.prep.rows import PrepError, RowError
-from recipekit.prep.runner import Stats, write_jsonl
-from recipekit.shards import ShardError, Workers, add_scale_out_args, fill, parse_args
+from recipekit.dataio.prep_runner import Stats, write_jsonl
+from recipekit.dataio.rows import PrepError, RowError
+from recipekit.generation.engine import Generated, ModelLoadError, Sampling, pending
+from recipekit.generation.eval_runner import open_generator
+from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.generation.shards import ShardError, Workers, add_scale_out_args, fill, parse_args
+from recipekit.reporting.manifest import write_manifest
+from recipekit.templates.chat_format import ConversationError, inference_prompt
 
 GENERATION_FIELDS = ("id", "instruction", "solution", "output", "new_tokens", "stopped")
 CARD_SAMPLING = Sampling(max_new_tokens=1024, do_sample=True, temperature=0.7, top_p=0.9, min_p=0.05, seed=42)

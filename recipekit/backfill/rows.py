@@ -14,11 +14,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from recipekit.chat_format import ConversationError, to_messages
-from recipekit.prep.backfill import DEFAULT_SYSTEM, sentinel_free, user_text
-from recipekit.prep.rows import FieldError, PrepError, RowError
-from recipekit.prep.runner import Stats, read_objects, reject
-from recipekit.prep.shapes import conversation
+from recipekit.backfill.prep import DEFAULT_SYSTEM, sentinel_free, user_text
+from recipekit.dataio.prep_runner import Stats, read_objects, reject
+from recipekit.dataio.rows import FieldError, PrepError, RowError
+from recipekit.templates.chat_format import ConversationError, to_messages
+from recipekit.templates.shapes import conversation
 
 
 def _row_id(raw: dict[str, Any], instruction: str, solution: str) -> str:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from recipekit.special_tokens import backfill_sentinels, sentinel_pair
+from recipekit.templates.special_tokens import backfill_sentinels, sentinel_pair
 
 THINK_START, THINK_END = sentinel_pair("thinking")
 SOLUTION_START, SOLUTION_END = sentinel_pair("solution")

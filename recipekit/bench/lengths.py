@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from recipekit.chat_format import to_messages
-from recipekit.jsonl import iter_json_objects
-from recipekit.prep.lengths import load_tokenizer, token_length
+from recipekit.dataio.jsonl import iter_json_objects
+from recipekit.templates.chat_format import to_messages
+from recipekit.templates.lengths import load_tokenizer, token_length
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The benchmarked model: a transformers config -> random weights -> LoRA r=16 on all linear layers.
 
-Nothing is downloaded. `--tiny` takes the tiny Gemma 4 of recipekit.tiny_models; the real run
+Nothing is downloaded. `--tiny` takes the tiny Gemma 4 of recipekit.testing.tiny_models; the real run
 takes a config.json file (the model's own, or its `text_config`), see bench/README.md.
 """
 
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recipekit.tiny_models import tiny_model_path
+from recipekit.testing.tiny_models import tiny_model_path
 
 # The supervisor recipes' adapter (recipes/supervisor_stage2.yml).
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", bias="none")

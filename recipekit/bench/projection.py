@@ -36,7 +36,7 @@ from typing import Any
 
 from recipekit.bench.flops import PEAK_BF16_TFLOPS
 from recipekit.bench.lengths import SUPERVISOR_STAGE2, synthetic_lengths
-from recipekit.reporting import markdown_table
+from recipekit.reporting.tables import markdown_table
 
 SCALES = (1, 10, 100)
 DEFAULT_MFU = 0.30  # training; the supervisor card's own wall time implies 0.33 (docs/scaling.md)

@@ -7,8 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from recipekit.atomic import atomic_write_text
-from recipekit.manifest import git_revision, package_versions
+from recipekit.dataio.atomic import atomic_write_text
+from recipekit.reporting.manifest import git_revision, package_versions
 
 CPU_LABEL = ("CPU code-path check with tiny shapes: every variant's code ran on a tiny random model. "
              "These timings are NOT performance figures and must not be quoted as such.")

@@ -16,8 +16,8 @@ from recipekit.bench.lengths import (
 )
 from recipekit.bench.report import markdown_table
 from recipekit.paths import RECIPES_DIR
-from recipekit.recipe_config import load_recipe
-from recipekit.smoke import resolve_fixtures, resolve_tiny_model
+from recipekit.testing.smoke import resolve_fixtures, resolve_tiny_model
+from recipekit.training.recipe_config import load_recipe
 
 SYNTHETIC_SETS = {"supervisor_stage2.yml": SUPERVISOR_STAGE2}
 # Tiny shapes for --tiny: a handful of short rows, so every code path runs in seconds on CPU.

@@ -21,7 +21,7 @@ The local judge compares each output with the reference output of the same instr
 (pairs are made as alpaca_eval makes them: matched on the instruction, in the reference's
 order). A ranker (`reward-model`: a sequence classifier scoring each (instruction, output)
 with its own chat template; `pairrm`; or MODULE:NAME) prefers the higher score; `pairwise`
-(recipekit.judge) asks a chat model in both orders and names a winner only when the verdict
+(recipekit.reward.judge) asks a chat model in both orders and names a winner only when the verdict
 survives the swap. Preferences are AlpacaEval's: 2 the model wins, 1 the reference wins,
 1.5 a tie (equal scores, identical outputs, a swap-inconsistent verdict); an unparsed
 verdict is no judgement and is left out, as alpaca_eval leaves out an unparsed annotation.
@@ -48,23 +48,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from recipekit.atomic import atomic_write_text
-from recipekit.chat_format import ConversationError
-from recipekit.eval_runner import EvalDataError, add_generation_args, generate_predictions, load_runs
-from recipekit.generation import ModelLoadError, Sampling
+from recipekit.dataio import rows as fields
+from recipekit.dataio.atomic import atomic_write_text
+from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
+from recipekit.generation.engine import ModelLoadError, Sampling
+from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, load_runs
+from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.generation.shards import parse_args
 from recipekit.gpu_deps import MissingGpuPackage
-from recipekit.judge import both_orders, model_judge, swap_verdict
-from recipekit.manifest import write_manifest
 from recipekit.metrics.verdicts import strip_special_tokens
-from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.prep import rows as fields
-from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
-from recipekit.reporting import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
-from recipekit.shards import parse_args
+from recipekit.reporting.manifest import write_manifest
+from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.reward.judge import both_orders, model_judge, swap_verdict
 from recipekit.sppo.generate import free_accelerator_memory
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import outcome
+from recipekit.templates.chat_format import ConversationError
 
 ALPACA_EVAL_SIZE = 805  # the instructions AlpacaEval 2's length-control GLM has difficulties for
 MODEL_OUTPUTS = "model_outputs.json"
@@ -223,7 +223,7 @@ class RankerJudge(LocalJudge):
 
 
 class PairwiseJudge(LocalJudge):
-    """recipekit.judge's chat-model judge, asked in both orders; a position-following verdict is a tie."""
+    """recipekit.reward.judge's chat-model judge, asked in both orders; a position-following verdict is a tie."""
 
     def __init__(self, judge, name: str):
         self.judge, self.name = judge, name

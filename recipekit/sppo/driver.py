@@ -30,7 +30,7 @@ settings, inputs and outputs, so a finished iteration is never trained again; it
 generation, ranking and judging where they stopped, and training from the last checkpoint
 it saved.
 
-Generation over several GPUs (recipekit/shards.py): `--replicas N` starts N workers for each
+Generation over several GPUs (recipekit/generation/shards.py): `--replicas N` starts N workers for each
 iteration's generate stage and merges their files, then ranks and trains as above. By hand:
 every process runs the same command with `--shard I/N` (it generates shard I of the first
 iteration not generated yet, into OUT/iter_K/shards/, and stops), then one run with
@@ -49,17 +49,15 @@ from typing import Any
 
 import yaml
 
-from recipekit.eval_runner import EvalDataError
-from recipekit.generation import ModelLoadError
+from recipekit.dataio.prep_runner import Stats, collect, write_jsonl
+from recipekit.dataio.rows import PrepError, RowError
+from recipekit.generation.engine import ModelLoadError
+from recipekit.generation.eval_runner import EvalDataError
+from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.generation.shards import Shard, ShardError, Workers, add_scale_out_args, fill, parse_args
 from recipekit.gpu_deps import MissingGpuPackage
-from recipekit.manifest import write_manifest
 from recipekit.paths import RECIPES_DIR
-from recipekit.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.prep.rows import PrepError, RowError
-from recipekit.prep.runner import Stats, collect, write_jsonl
-from recipekit.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
-from recipekit.shards import Shard, ShardError, Workers, add_scale_out_args, fill, parse_args
-from recipekit.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
+from recipekit.reporting.manifest import write_manifest
 from recipekit.sppo import alpaca_eval
 from recipekit.sppo.generate import (
     GENERATION_FIELDS,
@@ -77,6 +75,8 @@ from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, p
 from recipekit.sppo.rankers import RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import iteration_row, win_rate, write_summary
+from recipekit.testing.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
+from recipekit.training.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
 
 DEFAULT_RECIPE = RECIPES_DIR / "sppo_gemma2_9b.yml"
 # Set by the driver for each iteration; a user override of these would break the chain.

@@ -21,11 +21,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from recipekit.eval_runner import open_generator
-from recipekit.generation import Sampling
-from recipekit.predictions import PredictionStore
-from recipekit.prep import rows as fields
-from recipekit.prep.rows import FieldError, PrepError, RowError, read_rows
+from recipekit.dataio import rows as fields
+from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
+from recipekit.generation.engine import Sampling
+from recipekit.generation.eval_runner import open_generator
+from recipekit.generation.predictions import PredictionStore
 from recipekit.sppo.prompt_limit import chat_prompt
 
 GENERATION_FIELDS = ("id", "prompt", "responses")

@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from recipekit.prep import rows as fields
-from recipekit.prep.rows import FieldError
-from recipekit.prep.runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio import rows as fields
+from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.rows import FieldError
 
 USAGE = """
     python dataset_prep/sppo_pairs.py --input data/sppo/iter1_scored.jsonl --output data/sppo/iter1_pairs.jsonl

@@ -9,7 +9,7 @@ begins, and tokenised without added special tokens (the template writes BOS itse
 
 from __future__ import annotations
 
-from recipekit.chat_format import inference_prompt, prompt_token_ids_batch
+from recipekit.templates.chat_format import inference_prompt, prompt_token_ids_batch
 
 DEFAULT_MAX_PROMPT_TOKENS = 512  # the card's max prompt length
 
@@ -17,7 +17,7 @@ DEFAULT_MAX_PROMPT_TOKENS = 512  # the card's max prompt length
 def policy_tokenizer(model: str, error: type[Exception]):
     """The tokenizer `model` is prompted with, without its weights; `error` (the caller's own type)
     if it cannot be loaded or has no chat template to render prompts with."""
-    from recipekit.checkpoint import load_tokenizer, require_chat_template  # imports torch: only when counting
+    from recipekit.checkpoints.load import load_tokenizer, require_chat_template  # imports torch: only when counting
 
     try:
         tokenizer = load_tokenizer(model)

@@ -45,17 +45,17 @@ def _unflatten(flat: Sequence[float], candidates: Sequence[Sequence[str]]) -> li
 
 
 class RewardModelRanker(Ranker):
-    """A Bradley-Terry reward model: each response scored on its own, as in recipekit.reward_eval."""
+    """A Bradley-Terry reward model: each response scored on its own, as in recipekit.reward.scoring."""
 
     def __init__(self, model: str, system: str = "", max_length: int = 4096, batch_size: int = 8, dtype: str = "auto"):
-        from recipekit.reward_eval import load_reward_model
+        from recipekit.reward.scoring import load_reward_model
 
         self.name = f"reward-model:{model}"
         self.system, self.max_length, self.batch_size = system, max_length, batch_size
         self.model, self.tokenizer = load_reward_model(model, dtype)
 
     def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
-        from recipekit.reward_eval import reward_input_ids, score_sequences
+        from recipekit.reward.scoring import reward_input_ids, score_sequences
 
         sequences = [reward_input_ids(self.tokenizer, prompt, response, self.system, self.max_length)
                      for prompt, group in zip(prompts, candidates) for response in group]

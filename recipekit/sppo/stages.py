@@ -19,8 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from recipekit.atomic import atomic_write_text
-from recipekit.manifest import file_sha256
+from recipekit.dataio.atomic import atomic_write_text
+from recipekit.reporting.manifest import file_sha256
 
 MARKER_DIR = ".stages"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from recipekit.atomic import atomic_write_text
-from recipekit.reporting import _pyplot, fmt, markdown_table, save_figure, write_json
+from recipekit.dataio.atomic import atomic_write_text
+from recipekit.reporting.tables import _pyplot, fmt, markdown_table, save_figure, write_json
 
 COLUMNS = (
     ("iteration", "iteration"),

@@ -1,0 +1,1 @@
+"""The customer-support chatbot: Bitext preparation and scoring."""

@@ -1,0 +1,1 @@
+"""Checkpoints: loading, merging adapters, 4-bit export, probes, and pushing to a hub."""

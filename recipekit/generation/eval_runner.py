@@ -1,0 +1,171 @@
+"""What the generating scorers share: test rows, resumable generation, and the command flow.
+
+A scorer reads held-out conversations, generates a reply for each row that is not yet
+in OUT/predictions.jsonl (so an interrupted run resumes where it stopped), then scores
+the predictions file; `--score-only` re-scores an existing file without a model and
+`--compare` prints several metrics.json files side by side. Each scorer supplies the
+fields it keeps per row and its own metrics. With `--shard I/N` a run only generates its
+shard's rows; `--merge-shards N` (or `--replicas N`) merges the shards, then scores
+(recipekit/generation/shards.py). When --model is a local checkpoint directory with a manifest
+(merged, exported or fully trained here), its README.md model card is rewritten with the
+new metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from recipekit.dataio.jsonl import iter_json_objects
+from recipekit.generation.engine import (
+    Generated,
+    ModelLoadError,
+    Sampling,
+    TransformersGenerator,
+    VllmGenerator,
+    load_chat_model,
+    pending,
+)
+from recipekit.generation.predictions import PredictionsError
+from recipekit.generation.shards import ShardError, add_scale_out_args, fill
+from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
+from recipekit.reporting.manifest import write_manifest
+from recipekit.reporting.model_card import CardError, refresh_card
+from recipekit.templates.chat_format import ConversationError, inference_prompt, to_messages
+
+
+class EvalDataError(ValueError):
+    """A test file row that is not in the shape its preprocessor writes."""
+
+
+# metadata(raw_row, reference, where) -> the extra fields kept on the row; raises EvalDataError.
+Metadata = Callable[[dict[str, Any], str, str], dict[str, Any]]
+# record(row, prompt, result, generator) -> the predictions.jsonl line of the row.
+Record = Callable[[dict[str, Any], str, Generated, Any], dict[str, Any]]
+
+
+def read_conversation_rows(path: str | Path, metadata: Metadata) -> list[dict[str, Any]]:
+    """Rows as {id, messages, reference, **metadata}; errors name the file, line and field."""
+    path = Path(path)
+    rows, seen = [], set()
+    for line_no, raw in iter_json_objects(path, EvalDataError):
+        where = f"{path}:{line_no}"
+        if "conversations" not in raw:
+            raise EvalDataError(f"{where}: field 'conversations' is missing")
+        try:
+            messages = to_messages(raw["conversations"])
+        except ConversationError as err:
+            raise EvalDataError(f"{where}: field 'conversations': {err}") from err
+        if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+            raise EvalDataError(f"{where}: field 'conversations': the last turn must be the gold assistant reply")
+        row_id = str(raw.get("id", f"line-{line_no}"))
+        if row_id in seen:
+            raise EvalDataError(f"{where}: field 'id': duplicate id {row_id!r}")
+        seen.add(row_id)
+        rows.append({"id": row_id, "messages": messages, "reference": messages[-1]["content"],
+                     **metadata(raw, messages[-1]["content"], where)})
+    if not rows:
+        raise EvalDataError(f"{path}: no rows")
+    return rows
+
+
+def open_generator(args: argparse.Namespace):
+    """The generator the flags ask for (vLLM needs a merged checkpoint)."""
+    if args.backend == "vllm":
+        if args.adapter:
+            raise ModelLoadError("--backend vllm needs a merged checkpoint (--model); merge adapters first")
+        return VllmGenerator(args.model, dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size)
+    model, tokenizer = load_chat_model(args.model, args.base, args.adapter or (), dtype=args.dtype)
+    return TransformersGenerator(model, tokenizer, batch_size=args.batch_size)
+
+
+def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], fields: Iterable[str],
+                         record: Record, desc: str, sampling: Sampling | None = None) -> Path:
+    """Generate a reply for every row (of this shard) not yet in the predictions file, appending as each
+    finishes, greedy unless `sampling` says otherwise; or merge the shards' files into OUT/predictions.jsonl."""
+    def generate(mine: list[dict[str, Any]], store) -> None:
+        todo = pending(mine, store.done)
+        print(f"{len(mine)} rows, {len(mine) - len(todo)} already in {store.path}, {len(todo)} to generate")
+        if todo:
+            generator = open_generator(args)
+            prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
+
+            def save(index: int, result: Generated) -> None:
+                store.append(record(todo[index], prompts[index], result, generator))
+
+            generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save,
+                               desc=desc)
+
+    path = fill(args.workers, args.out, "predictions.jsonl", rows[: args.limit], fields, generate)
+    write_manifest(args.workers.dir(args.out), config=vars(args), inputs=[args.data, *(args.adapter or [])],
+                   seed=None)
+    return path
+
+
+def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """metrics.json files by run name (the given names, else each file's folder name)."""
+    if names and len(names) != len(paths):
+        raise SystemExit("--names needs one name per metrics file")
+    return {(names[i] if names else Path(p).parent.name): json.loads(Path(p).read_text(encoding="utf-8"))
+            for i, p in enumerate(paths)}
+
+
+def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int,
+                        score_only: tuple[str, str] = ("PREDICTIONS", "score an existing predictions.jsonl")) -> None:
+    parser.add_argument("--model", help="merged checkpoint")
+    parser.add_argument("--base", help="base checkpoint, with --adapter")
+    parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--out", help="output directory")
+    parser.add_argument("--score-only", metavar=score_only[0], help=score_only[1])
+    parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
+    parser.add_argument("--names", nargs="+", help="column names for --compare")
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--limit", type=int, help="score only the first N test rows")
+    add_scale_out_args(parser)
+
+
+def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bleu-tokenize", default="13a", help="sacrebleu tokenizer (13a, intl, char, flores200, ko-mecab...)")
+    parser.add_argument("--bertscore-model", help="encoder for BERTScore (path or hub name)")
+    parser.add_argument("--bertscore-layer", "--bertscore-layers", type=int, metavar="N",
+                        help="hidden layer BERTScore reads (default: bert-score's recommended layer for the "
+                             "model, or its last layer when bert-score does not list it, e.g. a local path)")
+    parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
+
+
+def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace], Path],
+               score: Callable[[Path | str, Path | str, argparse.Namespace], dict[str, Any]],
+               markdown: Callable[[dict[str, dict[str, Any]]], str]) -> int:
+    """--compare, --score-only, or generate then score; bad input is one line on stderr and exit 2."""
+    try:
+        if args.compare:
+            print(markdown(load_runs(args.compare, args.names)))
+            return 0
+        if not args.out:
+            raise SystemExit("--out is required")
+        if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
+            args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
+        if args.score_only:
+            predictions = args.score_only
+        else:
+            if not args.data:
+                raise SystemExit("--data is required to generate (or pass --score-only)")
+            predictions = generate(args)
+            if args.workers.shard:  # scored once every shard is in
+                print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
+                return 0
+        metrics = score(predictions, args.out, args)
+        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
+    except (EvalDataError, PredictionsError, ShardError, ModelLoadError, ConversationError, MetricArgumentError,
+            CardError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown({Path(args.out).name: metrics}))
+    return 0

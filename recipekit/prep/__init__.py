@@ -1,1 +1,0 @@
-"""Dataset preprocessors: raw rows in, the JSONL shapes the recipes read out."""

@@ -1,0 +1,1 @@
+"""Reports: tables, plots, run manifests and model cards."""

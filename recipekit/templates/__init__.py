@@ -1,0 +1,1 @@
+"""Chat templates and special tokens: rendering conversations, token lengths, end-of-turn tokens."""

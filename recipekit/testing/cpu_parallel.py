@@ -1,0 +1,136 @@
+"""Data-parallel runs of several CPU processes (torchrun, gloo), as the tests launch them.
+
+`CpuDataParallelPlugin` makes `axolotl train` under torchrun one data-parallel job on
+CPUs. Two things stand in the way, and neither has a config key:
+
+- Axolotl 0.19's normalize_config sets `device_map: {"": LOCAL_RANK}` whenever WORLD_SIZE
+  > 1, overwriting a `device_map` in the config and the `{"": "cpu"}` it had just chosen
+  itself; transformers reads the integer as an accelerator index and the load fails.
+- Axolotl's trainer rebuilds accelerate's state from the environment, where only
+  ACCELERATE_USE_CPU (what `accelerate launch --cpu` sets) asks for CPU processes; without
+  it each process finds no accelerator and trains alone, never wrapped in
+  DistributedDataParallel, although torch.distributed is up: two runs, not one.
+
+`RankRecordPlugin` has every rank save, at the start and after each optimiser step, the
+gradients the optimiser was given and the trainable parameters, with the process group
+it ran in, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
+
+Run as a module under torchrun, this writes a LoRA model sharded by FSDP2 over the
+processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
+
+    torchrun --standalone --nproc_per_node 2 -m recipekit.testing.cpu_parallel MODEL CHECKPOINT_DIR
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from axolotl.integrations.base import BasePlugin
+from transformers import TrainerCallback
+
+DATA_PARALLEL_PLUGIN = "recipekit.testing.cpu_parallel.CpuDataParallelPlugin"
+RECORD_PLUGIN = "recipekit.testing.cpu_parallel.RankRecordPlugin"
+RECORD_DIR = "rank_record"
+
+
+class CpuDataParallelPlugin(BasePlugin):
+    """DDP over CPU processes with gloo; for launches of several processes only."""
+
+    def register(self, cfg):
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+    def load_datasets(self, cfg, preprocess=False):
+        # The first plugin hook after normalize_config and before any model (policy or
+        # reference) is loaded: put back the device map Axolotl chose for a CPU.
+        if cfg.device == "cpu":
+            cfg.device_map = {"": "cpu"}
+        return None  # Axolotl loads the datasets as usual
+
+    def get_training_args(self, cfg):
+        return {"ddp_backend": "gloo"}
+
+
+def record_path(output_dir: str | Path, step: int, rank: int) -> Path:
+    return Path(output_dir) / RECORD_DIR / f"step{step}_rank{rank}.pt"
+
+
+def read_record(output_dir: str | Path, step: int, rank: int = 0) -> dict[str, Any]:
+    return torch.load(record_path(output_dir, step, rank), weights_only=True)
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard."""
+    tensor = tensor.detach()
+    if hasattr(tensor, "full_tensor"):
+        tensor = tensor.full_tensor()
+    return tensor.float().cpu().clone()
+
+
+class RankRecordCallback(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def _trainable(self):
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model_wrapped)
+        return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        # after the all-reduce and the clipping: what the optimiser steps with
+        self.grads = {name: _full(p.grad) for name, p in self._trainable() if p.grad is not None}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.on_step_end(args, state, control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        record = {
+            "world_size": torch.distributed.get_world_size() if distributed else 1,
+            "backend": torch.distributed.get_backend() if distributed else None,
+            # what the trainer steps through: DistributedDataParallel, or the model itself
+            "wrapper": type(self.trainer.model_wrapped).__name__,
+            "grads": self.grads,
+            "params": {name: _full(p) for name, p in self._trainable()},
+        }
+        path = record_path(args.output_dir, state.global_step, rank)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(record, path)
+
+
+class RankRecordPlugin(BasePlugin):
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        return [RankRecordCallback(trainer)]
+
+
+def write_fsdp2_sharded_checkpoint(model_path: str, checkpoint_dir: str) -> None:
+    """Shard a LoRA model of `model_path` with FSDP2 over the launched processes and save it
+    with accelerate's save_fsdp_model, as the Trainer saves each checkpoint under FSDP2 with
+    SHARDED_STATE_DICT: `CHECKPOINT_DIR/pytorch_model_fsdp_0/`, one .distcp file per rank."""
+    from accelerate import PartialState
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import save_fsdp_model
+    from peft import LoraConfig, get_peft_model
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoModelForCausalLM
+
+    state = PartialState(cpu=True, backend="gloo")
+    mesh = init_device_mesh("cpu", (state.num_processes,))
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    for layer in model.base_model.model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
+    save_fsdp_model(plugin, state, model, checkpoint_dir)
+    state.destroy_process_group()
+
+
+if __name__ == "__main__":
+    write_fsdp2_sharded_checkpoint(*sys.argv[1:3])
