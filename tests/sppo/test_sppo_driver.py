@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import read_jsonl
 
 from recipekit.checkpoints.load import TRAINER_STATE, complete_checkpoints
 from recipekit.generation.engine import Generated
@@ -39,10 +40,6 @@ ALPACA_REFERENCE = FIXTURES_DIR / "raw" / "alpaca_eval_reference.json"
 K, LIMIT, HOLDOUT, STEPS = 3, 5, 2, 3
 
 
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def driver_argv(out, policy, ranker):
     return ["--out", str(out), "--prompts", str(PROMPTS), "--start-model", str(policy),
             "--ranker", "reward-model", "--ranker-model", str(ranker), "--k", str(K), "--max-new-tokens", "10",
@@ -59,6 +56,7 @@ def iteration(tiny_model, tmp_path_factory):
     return {"out": out, "dir": out / "iter_1", "policy": str(policy), "ranker": str(ranker)}
 
 
+@pytest.mark.train
 def test_generations_hold_k_responses_for_the_training_prompts_only(iteration):
     prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text(encoding="utf-8").splitlines()][:LIMIT]
     rows = read_jsonl(iteration["dir"] / "generations.jsonl")
@@ -90,6 +88,7 @@ def reward(iteration):
     return lambda prompt, response: _reward(model, tokenizer, prompt, response)
 
 
+@pytest.mark.train
 def test_scores_are_the_reward_models_own_scores(iteration, reward):
     generated = read_jsonl(iteration["dir"] / "generations.jsonl")
     scored = read_jsonl(iteration["dir"] / "scored.jsonl")
@@ -101,6 +100,7 @@ def test_scores_are_the_reward_models_own_scores(iteration, reward):
         assert row["previous_score"] == pytest.approx(reward(row["prompt"], row["previous"]), abs=1e-4)
 
 
+@pytest.mark.train
 def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
     scored = read_jsonl(iteration["dir"] / "scored.jsonl")
     pairs = read_jsonl(iteration["dir"] / "pairs.jsonl")
@@ -117,6 +117,7 @@ def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
         assert pair["chosen_probs_lose"] == pytest.approx(sum(p[worst]) / K)
 
 
+@pytest.mark.train
 def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteration):
     from recipekit.reporting.manifest import file_sha256
 
@@ -133,6 +134,7 @@ def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteratio
     assert trained_on == {str((it / "pairs.jsonl").resolve()): file_sha256(it / "pairs.jsonl")}
 
 
+@pytest.mark.train
 def test_summary_and_manifest_report_the_iteration(iteration):
     out, it = iteration["out"], iteration["dir"]
     (row,) = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -152,6 +154,7 @@ def test_summary_and_manifest_report_the_iteration(iteration):
     assert manifest["start_model"] == iteration["policy"] and manifest["stages"]["pairs"]["pairs"] == len(scored)
 
 
+@pytest.mark.train
 def test_alpaca_eval_judges_the_starting_policy_and_each_iteration(iteration, reward):
     out, it = iteration["out"], iteration["dir"]
     runs = {"base": out / "base" / "alpaca_eval", "iter 1": it / "alpaca_eval"}
@@ -177,6 +180,7 @@ def test_alpaca_eval_judges_the_starting_policy_and_each_iteration(iteration, re
     assert set(json.loads((out / "alpaca_eval.json").read_text(encoding="utf-8"))) == {"base", "iter 1"}
 
 
+@pytest.mark.train
 def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypatch, capsys):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
@@ -198,6 +202,7 @@ def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypa
     assert markers() == before
 
 
+@pytest.mark.train
 @pytest.mark.crash_resume
 def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_finished_iteration(
         iteration, monkeypatch):

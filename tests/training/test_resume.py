@@ -24,6 +24,8 @@ from recipekit.testing.smoke import WEIGHT_FILES, kill_after_checkpoint, smoke_o
 from recipekit.training.manifest_plugin import CURVES_JSON
 from recipekit.training.recipe_config import load_recipe
 
+pytestmark = pytest.mark.train
+
 STEPS, KILL_AFTER = 5, 2
 CASES = {
     "lora": "cs_chatbot_gemma3_4b.yml",

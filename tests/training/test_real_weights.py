@@ -30,7 +30,7 @@ from recipekit.testing.pretrained import smollm2_path
 from recipekit.testing.smoke import cpu_run_overrides, resolve_fixtures, train_with_overrides
 from recipekit.training.recipe_config import load_recipe
 
-pytestmark = pytest.mark.real_weights
+pytestmark = [pytest.mark.real_weights, pytest.mark.train]
 
 RECIPE = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
 TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"

@@ -221,6 +221,7 @@ FSDP2_FLAGS = cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml"))
     # the recipe's own deepspeed key (dropped by the CPU switches, so given back here) plus the FSDP2 flags
     ("sppo_gemma2_9b", ["--deepspeed", "recipes/launch/zero3.json", *FSDP2_FLAGS], TWO_ENGINES[1]),
 ], ids=["cpu-adam", "muon-deepspeed", "two-engines"])
+@pytest.mark.train
 def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_path):
     """The real `axolotl train RECIPE OPTIONS` exits non-zero with the reason before it reads any dataset
     or model: the ones given here do not exist, and it never says so."""
@@ -241,7 +242,7 @@ def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_
 def test_muon_on_several_gpus_is_axolotls_distributed_muon(tiny_model):
     """What the engines table says of Muon under FSDP2: on more than one process Axolotl builds its
     DistMuon, with no Nesterov momentum and steps scaled by sqrt(rows / cols), where the one-GPU Muon
-    the supervisor recipes were set for scales by 0.2 x sqrt(max(rows, cols)) (tests/test_muon.py)."""
+    the supervisor recipes were set for scales by 0.2 x sqrt(max(rows, cols)) (tests/supervisor/test_muon.py)."""
     from axolotl.contribs.mit.muon.dist_muon import DistMuonOptimizerFactory, adjust_lr_spectral_norm
     from axolotl.utils.distributed import _get_parallel_config_kwargs
     from transformers import AutoModelForCausalLM
