@@ -6,11 +6,11 @@ import pytest
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.smoke import cpu_run_overrides, resolve_tiny_model
+from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.recipe_config import (
     DELETE,
     RecipeError,
     apply_overrides,
-    cpu_overrides,
     dump_config,
     load_recipe,
     read_header,
