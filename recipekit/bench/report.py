@@ -34,7 +34,8 @@ def skipped(name: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"variant": name, "status": SKIPPED, "reason": reason, **extra}
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A benchmark figure as a table shows it: thousands separated, 4 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -44,12 +45,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_report(out: str | Path, title: str, report: dict[str, Any],
@@ -64,7 +59,7 @@ def write_report(out: str | Path, title: str, report: dict[str, Any],
     parts += [f"Device: {env['device']} - torch {env['torch']} - git {env['git'].get('commit') or '?'}"
               f"{' (uncommitted changes)' if env['git'].get('dirty') else ''}", ""]
     for heading, body in sections:
-        parts += [f"## {heading}", "", body, ""]
+        parts += [f"## {heading}", "", body.rstrip("\n"), ""]
     atomic_write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     atomic_write_text(md_path, "\n".join(parts).rstrip() + "\n")
     return json_path, md_path

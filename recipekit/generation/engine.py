@@ -19,8 +19,7 @@ from tqdm.auto import tqdm
 from recipekit.checkpoints.load import default_device, has_tokenizer, load_model, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 from recipekit.templates.chat_format import prompt_token_ids_batch
-
-END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
+from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
 
 class ModelLoadError(ValueError):

@@ -56,7 +56,6 @@ from recipekit.generation.eval_runner import EvalDataError, add_generation_args,
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.gpu_deps import MissingGpuPackage
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
 from recipekit.reward.judge import both_orders, model_judge, swap_verdict
@@ -65,6 +64,7 @@ from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import outcome
 from recipekit.templates.chat_format import ConversationError
+from recipekit.templates.special_tokens import strip_special_tokens
 
 ALPACA_EVAL_SIZE = 805  # the instructions AlpacaEval 2's length-control GLM has difficulties for
 MODEL_OUTPUTS = "model_outputs.json"

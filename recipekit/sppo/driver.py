@@ -46,7 +46,8 @@ from typing import Any
 
 import yaml
 
-from recipekit.dataio.prep_runner import Stats, collect, write_jsonl
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError

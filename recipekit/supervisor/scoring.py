@@ -28,9 +28,10 @@ from recipekit.generation.eval_runner import (
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.metrics.text import bertscore_label, text_scores
-from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
+from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
 CARD_ROWS = (  # (label in the table, key, shown as percent); a label of None is named from the runs
