@@ -30,7 +30,7 @@ from recipekit.backfill.traces import PROBLEMS, check_trace, mentions_answer
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats
 from recipekit.dataio.rows import PrepError, RowError
-from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, run_scorer
+from recipekit.generation.eval_runner import EvalDataError, generate_predictions, run_scorer, scorer_parser
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.reporting.manifest import write_manifest
@@ -132,9 +132,7 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "held-out JSONL rows with instruction and solution", max_new_tokens=1024)
-    return parser
+    return scorer_parser(__doc__, "held-out JSONL rows with instruction and solution", max_new_tokens=1024)
 
 
 def main(argv: list[str] | None = None) -> int:

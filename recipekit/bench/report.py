@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, TypeVar
 
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.reporting.manifest import git_revision, package_versions
@@ -13,6 +13,7 @@ from recipekit.reporting.manifest import git_revision, package_versions
 CPU_LABEL = ("CPU code-path check with tiny shapes: every variant's code ran on a tiny random model. "
              "These timings are NOT performance figures and must not be quoted as such.")
 SKIPPED = "skipped"
+V = TypeVar("V")  # a variant: has name, description and unavailable()
 
 
 def environment() -> dict[str, Any]:
@@ -32,6 +33,17 @@ def environment() -> dict[str, Any]:
 
 def skipped(name: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"variant": name, "status": SKIPPED, "reason": reason, **extra}
+
+
+def runnable(variants: Iterable[V], results: list[dict[str, Any]]) -> Iterator[V]:
+    """The variants that can run here, in order; each one that cannot is added to `results` as
+    skipped, with the reason its `unavailable()` gives, where it stands in the order."""
+    for variant in variants:
+        reason = variant.unavailable()
+        if reason:
+            results.append(skipped(variant.name, reason, description=variant.description))
+        else:
+            yield variant
 
 
 def cell(value: Any) -> str:

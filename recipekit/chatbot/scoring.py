@@ -25,11 +25,10 @@ from recipekit.dataio.atomic import atomic_write_text
 from recipekit.generation.engine import TransformersGenerator
 from recipekit.generation.eval_runner import (
     EvalDataError,
-    add_generation_args,
-    add_text_metric_args,
     generate_predictions,
     read_conversation_rows,
     run_scorer,
+    scorer_parser,
 )
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
@@ -157,9 +156,7 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "held-out JSONL in the prep_bitext.py shape", max_new_tokens=256)
-    add_text_metric_args(parser)
+    parser = scorer_parser(__doc__, "held-out JSONL in the prep_bitext.py shape", max_new_tokens=256, text_metrics=True)
     parser.add_argument("--no-perplexity", action="store_true", help="skip the reference NLL pass")
     return parser
 

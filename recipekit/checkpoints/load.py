@@ -137,6 +137,13 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(path)
 
 
+def load_chat_tokenizer(path: str | Path):
+    """The tokenizer of `path`, refused (CheckpointError) without a chat template."""
+    tokenizer = load_tokenizer(path)
+    require_chat_template(tokenizer, path)
+    return tokenizer
+
+
 def require_chat_template(tokenizer, source: str | Path, error: type[Exception] = CheckpointError) -> None:
     """Refuse a tokenizer without a chat template, raising `error` (the caller's own error type)."""
     if not getattr(tokenizer, "chat_template", None):

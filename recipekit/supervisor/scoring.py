@@ -19,11 +19,10 @@ from typing import Any
 
 from recipekit.generation.eval_runner import (
     EvalDataError,
-    add_generation_args,
-    add_text_metric_args,
     generate_predictions,
     read_conversation_rows,
     run_scorer,
+    scorer_parser,
 )
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
@@ -111,10 +110,7 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200)
-    add_text_metric_args(parser)
-    return parser
+    return scorer_parser(__doc__, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200, text_metrics=True)
 
 
 def main(argv: list[str] | None = None) -> int:
