@@ -54,6 +54,26 @@ def check_login(repo_id: str) -> str:
         raise PublishError(f"cannot push to {repo_id}: {_first_line(err)}{_login_hint(err)}") from err
 
 
+def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Create REPO if needed and upload FOLDER; it must hold weights, manifest.json and README.md."""
+    folder = Path(folder)
+    missing = [name for name in (CARD_NAME, MANIFEST_NAME) if not (folder / name).is_file()]
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir()):
+        missing.append("weights")
+    if missing:
+        raise PublishError(f"{folder}: not a finished checkpoint (no {', '.join(missing)}); nothing was pushed")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
+                          commit_message=f"Upload {folder.name} with its model card")
+    except HUB_ERRORS as err:
+        raise PublishError(f"pushing {folder} to {repo_id} failed: {_first_line(err)}; "
+                           f"the checkpoint is still in {folder}{_login_hint(err)}") from err
+    print(f"pushed {folder} to {url}")
+    return str(url)
+
+
 @dataclass(kw_only=True)
 class ExportRequest:
     """What every command that writes a checkpoint directory (merge, 4-bit export) is given besides its input."""
@@ -78,23 +98,3 @@ class ExportRequest:
         """Push OUT, once written with its card and manifest, to --push-to-hub when given."""
         if self.push_to_hub:
             push_folder(self.out, self.push_to_hub, self.private)
-
-
-def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
-    """Create REPO if needed and upload FOLDER; it must hold weights, manifest.json and README.md."""
-    folder = Path(folder)
-    missing = [name for name in (CARD_NAME, MANIFEST_NAME) if not (folder / name).is_file()]
-    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir()):
-        missing.append("weights")
-    if missing:
-        raise PublishError(f"{folder}: not a finished checkpoint (no {', '.join(missing)}); nothing was pushed")
-    api = HfApi()
-    try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
-                          commit_message=f"Upload {folder.name} with its model card")
-    except HUB_ERRORS as err:
-        raise PublishError(f"pushing {folder} to {repo_id} failed: {_first_line(err)}; "
-                           f"the checkpoint is still in {folder}{_login_hint(err)}") from err
-    print(f"pushed {folder} to {url}")
-    return str(url)

@@ -33,7 +33,7 @@ from recipekit.training.recipe_config import apply_overrides, dump_config, load_
 from recipekit.training.runner import axolotl_command, check_training, launch_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
-AXOLOTL_TIMEOUT = 1200  # seconds: a tiny model's few steps take a minute or two
+AXOLOTL_TIMEOUT = 1200  # seconds an axolotl command of a smoke run may take before it is killed
 # declares `processor_config`, which Axolotl reads but its schema would drop
 PROCESSOR_PLUGIN = "recipekit.testing.smoke_plugin.ProcessorConfigPlugin"
 
