@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from recipekit.errors import RecipekitError
 from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -29,7 +30,7 @@ TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RecipekitError, RuntimeError):
     """A checkpoint that cannot be loaded, merged or written as asked."""
 
 

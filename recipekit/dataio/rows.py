@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from recipekit.dataio.jsonl import iter_json_lines
+from recipekit.errors import RecipekitError
 
 
-class FieldError(ValueError):
+class FieldError(RecipekitError, ValueError):
     """A row whose `field` is missing or malformed; the reader adds file and line."""
 
     def __init__(self, field: str, reason: str):
@@ -26,7 +27,7 @@ class FieldError(ValueError):
         self.reason = reason
 
 
-class RowError(ValueError):
+class RowError(RecipekitError, ValueError):
     """A bad row, located: file, line and field."""
 
     def __init__(self, file: str, line: int, field: str, reason: str, raw: Any = None):
@@ -37,7 +38,7 @@ class RowError(ValueError):
         return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason, "row": self.raw}
 
 
-class PrepError(ValueError):
+class PrepError(RecipekitError, ValueError):
     """A run that cannot produce output (no such input, empty input, impossible split)."""
 
 

@@ -17,12 +17,13 @@ from typing import Callable, Iterable, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.checkpoints.load import default_device, has_tokenizer, load_model, require_chat_template
+from recipekit.errors import RecipekitError
 from recipekit.gpu_deps import require_gpu_package
 from recipekit.templates.chat_format import prompt_token_ids_batch
 from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(RecipekitError, ValueError):
     """A checkpoint that cannot serve as a chat model here."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from recipekit.dataio.jsonl import iter_json_objects
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import (
     Generated,
     ModelLoadError,
@@ -37,7 +38,7 @@ from recipekit.reporting.model_card import CardError, refresh_card
 from recipekit.templates.chat_format import ConversationError, inference_prompt, to_messages
 
 
-class EvalDataError(ValueError):
+class EvalDataError(RecipekitError, ValueError):
     """A test file row that is not in the shape its preprocessor writes."""
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from recipekit.dataio.jsonl import iter_json_objects, json_line
+from recipekit.errors import RecipekitError
 
 
-class PredictionsError(ValueError):
+class PredictionsError(RecipekitError, ValueError):
     """A predictions file that cannot be read as expected."""
 
 

@@ -31,12 +31,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.dataio.jsonl import json_line
+from recipekit.errors import RecipekitError
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 
 SHARDS_DIR = "shards"
 
 
-class ShardError(ValueError):
+class ShardError(RecipekitError, ValueError):
     """Shard options that do not fit together, or shard files that do not merge."""
 
 

@@ -38,6 +38,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from recipekit.checkpoints.hub import CARD_NAME, PublishError, add_push_args, check_login, push_folder
 from recipekit.dataio.atomic import atomic_write_text
+from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
 from recipekit.reporting.manifest import MANIFEST_NAME
 from recipekit.reporting.tables import markdown_table
@@ -59,7 +60,7 @@ HYPERPARAMETERS = (
 PACKAGES = ("axolotl", "transformers", "trl", "peft", "torch", "bitsandbytes")
 
 
-class CardError(ValueError):
+class CardError(RecipekitError, ValueError):
     """A manifest, recipe or metrics file that a model card cannot be built from."""
 
 

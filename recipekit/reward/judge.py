@@ -23,6 +23,7 @@ from recipekit.dataio import rows as fields
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect, finish
 from recipekit.dataio.rows import PrepError
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
 from recipekit.templates.chat_format import inference_prompt
 from recipekit.templates.shapes import messages_of
@@ -48,7 +49,7 @@ You may think briefly first. Then end your reply with one last line that is exac
 _VERDICT_LINE = re.compile(r"Verdict: ([AB])")
 
 
-class VerdictError(ValueError):
+class VerdictError(RecipekitError, ValueError):
     """A judge reply that does not end with a single well-formed verdict line."""
 
 

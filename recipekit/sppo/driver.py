@@ -49,6 +49,7 @@ import yaml
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
@@ -83,7 +84,7 @@ ITERATION_KEYS = ("base_model", "datasets", "output_dir")
 SCORED_FIELDS = ("id", "prompt", "responses", "scores")
 
 
-class StageError(RuntimeError):
+class StageError(RecipekitError, RuntimeError):
     """A stage that ran but did not produce what the next one needs."""
 
 

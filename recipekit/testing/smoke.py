@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from recipekit.checkpoints.load import complete_checkpoints
+from recipekit.errors import RecipekitError
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
@@ -38,7 +39,7 @@ AXOLOTL_TIMEOUT = 1200  # seconds an axolotl command of a smoke run may take bef
 PROCESSOR_PLUGIN = "recipekit.testing.smoke_plugin.ProcessorConfigPlugin"
 
 
-class SmokeError(RuntimeError):
+class SmokeError(RecipekitError, RuntimeError):
     """The recipe could not be trained, or the run did not show what it must."""
 
 

@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 
 from recipekit.dataio.atomic import atomic_write_text
+from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
 
 # Overrides use this value to remove a key, so Axolotl applies its own default.
 DELETE = object()
 
-class RecipeError(ValueError):
+class RecipeError(RecipekitError, ValueError):
     """A recipe file that cannot be loaded or does not validate."""
 
 
