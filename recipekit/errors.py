@@ -12,3 +12,7 @@ from __future__ import annotations
 
 class RecipekitError(Exception):
     """A user error: its message alone says what is wrong and where."""
+
+
+class UsageError(RecipekitError):
+    """Options that cannot run as given and that argparse alone cannot check (one needs another)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import PROBLEMS, check_trace, mentions_answer
+from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats
 from recipekit.dataio.rows import PrepError, RowError
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     return scorer_parser(__doc__, "held-out JSONL rows with instruction and solution", max_new_tokens=1024)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.generation.engine import TransformersGenerator
 from recipekit.generation.eval_runner import (
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

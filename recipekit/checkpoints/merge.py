@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +61,10 @@ from recipekit.checkpoints.load import (
     refuse_sharded,
 )
 from recipekit.checkpoints.probes import LogitDiff, compare_logits, probe_logits, probe_texts
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, write_card
+from recipekit.reporting.model_card import write_card
 from recipekit.training.recipe_config import RecipeError, load_recipe
 
 RELATIVE_TOLERANCE = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 2.5e-1}
@@ -339,11 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run_merge(request_from_args(args))
-    except (CheckpointError, RecipeError, CardError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run_merge(request_from_args(build_parser().parse_args(argv)))
     return 0

@@ -18,7 +18,6 @@ OUT also gets a README.md model card (recipekit/reporting/model_card.py); --push
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,10 @@ from recipekit.checkpoints.load import (
     weights_size,
 )
 from recipekit.checkpoints.probes import compare_logits, probe_logits, probe_texts
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, write_card
+from recipekit.reporting.model_card import write_card
 
 # A reloaded checkpoint must compute exactly what was saved; allow float reordering only.
 RELOAD_TOLERANCE = 1e-5
@@ -149,6 +149,7 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
     return summary
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="merged checkpoint directory")
@@ -158,10 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     add_push_args(parser)
     args = parser.parse_args(argv)
-    try:
-        run_quantize(QuantizeRequest(model=args.model, out=args.out, force=args.force, device=args.device,
-                                     max_drift=args.max_drift, push_to_hub=args.push_to_hub, private=args.private))
-    except (CheckpointError, CardError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run_quantize(QuantizeRequest(model=args.model, out=args.out, force=args.force, device=args.device,
+                                 max_drift=args.max_drift, push_to_hub=args.push_to_hub, private=args.private))
     return 0

@@ -10,7 +10,6 @@ failed run leaves no output behind.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,11 +150,3 @@ def summary(stats: Stats, outputs: dict[Path, list[dict[str, Any]]], tokenizer_p
         lines.append("tokens: " + ", ".join(f"{name} {value}" for name, value in percentiles(lengths).items()))
     return "\n".join(lines)
 
-
-def cli(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a preprocessor; a bad row or an impossible run becomes one line on stderr and exit 2."""
-    try:
-        return run(argv)
-    except (RowError, PrepError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from recipekit.dataio.jsonl import iter_json_objects
-from recipekit.errors import RecipekitError
+from recipekit.errors import RecipekitError, UsageError
 from recipekit.generation.engine import (
     Generated,
     ModelLoadError,
@@ -30,11 +29,10 @@ from recipekit.generation.engine import (
     load_chat_model,
     pending,
 )
-from recipekit.generation.predictions import PredictionsError
-from recipekit.generation.shards import ShardError, add_scale_out_args, fill
-from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
+from recipekit.generation.shards import add_scale_out_args, fill
+from recipekit.metrics.text import resolve_bertscore_layer
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, refresh_card
+from recipekit.reporting.model_card import refresh_card
 from recipekit.templates.chat_format import ConversationError, inference_prompt, to_messages
 
 
@@ -109,7 +107,7 @@ def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], f
 def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, Any]]:
     """metrics.json files by run name (the given names, else each file's folder name)."""
     if names and len(names) != len(paths):
-        raise SystemExit("--names needs one name per metrics file")
+        raise UsageError("--names needs one name per metrics file")
     return {(names[i] if names else Path(p).parent.name): json.loads(Path(p).read_text(encoding="utf-8"))
             for i, p in enumerate(paths)}
 
@@ -158,29 +156,24 @@ def scorer_parser(description: str, data_help: str, max_new_tokens: int, *, text
 def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace], Path],
                score: Callable[[Path | str, Path | str, argparse.Namespace], dict[str, Any]],
                markdown: Callable[[dict[str, dict[str, Any]]], str]) -> int:
-    """--compare, --score-only, or generate then score; bad input is one line on stderr and exit 2."""
-    try:
-        if args.compare:
-            print(markdown(load_runs(args.compare, args.names)))
+    """--compare, --score-only, or generate then score."""
+    if args.compare:
+        print(markdown(load_runs(args.compare, args.names)))
+        return 0
+    if not args.out:
+        raise UsageError("--out is required")
+    if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
+        args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
+    if args.score_only:
+        predictions = args.score_only
+    else:
+        if not args.data:
+            raise UsageError("--data is required to generate (or pass --score-only)")
+        predictions = generate(args)
+        if args.workers.shard:  # scored once every shard is in
+            print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
             return 0
-        if not args.out:
-            raise SystemExit("--out is required")
-        if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
-            args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
-        if args.score_only:
-            predictions = args.score_only
-        else:
-            if not args.data:
-                raise SystemExit("--data is required to generate (or pass --score-only)")
-            predictions = generate(args)
-            if args.workers.shard:  # scored once every shard is in
-                print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
-                return 0
-        metrics = score(predictions, args.out, args)
-        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
-    except (EvalDataError, PredictionsError, ShardError, ModelLoadError, ConversationError, MetricArgumentError,
-            CardError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    metrics = score(predictions, args.out, args)
+    refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
     print(markdown({Path(args.out).name: metrics}))
     return 0

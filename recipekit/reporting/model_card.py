@@ -36,7 +36,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from recipekit.checkpoints.hub import CARD_NAME, PublishError, add_push_args, check_login, push_folder
+from recipekit.checkpoints.hub import CARD_NAME, add_push_args, check_login, push_folder
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
@@ -490,6 +491,7 @@ def refresh_card(model_dir: str | Path | None, metrics: Iterable[str | Path] = (
     return path
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="merged, 4-bit or fully trained checkpoint directory")
@@ -499,15 +501,11 @@ def main(argv: list[str] | None = None) -> int:
                                        "the directory's name)")
     add_push_args(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.push_to_hub:
-            check_login(args.push_to_hub)
-        print(f"model card: {write_card(args.model, args.metrics, args.name)}")
-        if args.push_to_hub:
-            push_folder(args.model, args.push_to_hub, args.private)
-    except (CardError, PublishError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.push_to_hub:
+        check_login(args.push_to_hub)
+    print(f"model card: {write_card(args.model, args.metrics, args.name)}")
+    if args.push_to_hub:
+        push_folder(args.model, args.push_to_hub, args.private)
     return 0
 
 

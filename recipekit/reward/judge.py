@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.jsonl import write_jsonl
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect, finish
 from recipekit.dataio.rows import PrepError
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
@@ -169,12 +170,9 @@ def _candidates(row: dict[str, Any]) -> dict[str, Any] | Drop:
     return {"id": row.get("id"), "prompt": prompt, "responses": distinct}
 
 
+@command
 def main(argv: list[str] | None = None, judge: Judge | None = None) -> int:
     """The command; `judge` replaces the model judge (for tests and other judges)."""
-    return cli(lambda args: _run(args, judge), argv)
-
-
-def _run(argv: list[str] | None, judge: Judge | None = None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--judge", required=judge is None, help="judge chat model (path or hub name)")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")

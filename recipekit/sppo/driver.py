@@ -40,21 +40,19 @@ iteration not generated yet, into OUT/iter_K/shards/, and stops), then one run w
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import ModelLoadError
-from recipekit.generation.eval_runner import EvalDataError
-from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.generation.shards import Shard, ShardError, Workers, add_scale_out_args, fill, parse_args
-from recipekit.gpu_deps import MissingGpuPackage
+from recipekit.generation.predictions import PredictionStore, read_predictions
+from recipekit.generation.shards import Shard, Workers, add_scale_out_args, fill, parse_args
 from recipekit.paths import RECIPES_DIR
 from recipekit.reporting.manifest import write_manifest
 from recipekit.sppo import alpaca_eval
@@ -71,7 +69,7 @@ from recipekit.sppo.generate import (
 )
 from recipekit.sppo.pairs import build_pair
 from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
-from recipekit.sppo.rankers import RankerUnavailable, make_ranker
+from recipekit.sppo.rankers import make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import iteration_row, win_rate, write_summary
 from recipekit.training.cpu_overrides import short_run_overrides
@@ -479,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv, __name__)
@@ -488,12 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.alpaca_reference and not args.alpaca_eval:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
-    try:
-        run(args)
-    except (PromptFileError, PredictionsError, ShardError, RankerUnavailable, MissingGpuPackage, ModelLoadError,
-            RecipeError, StageError, EvalDataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run(args)
     if not args.workers.shard:
         print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     return 0

@@ -21,8 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
 from recipekit.dataio.rows import FieldError
 from recipekit.dataio.split import class_count_split, oversample, parse_class_counts, stratified_split
 from recipekit.templates.chat_format import ConversationError, to_messages
@@ -121,11 +122,8 @@ def _label(record: dict[str, Any]) -> str:
     return record["label"]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt of rows that bring none (default: the card's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="clip user text to fit (needs --tokenizer)")

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from recipekit.cli import command
 from recipekit.generation.eval_runner import (
     EvalDataError,
     generate_predictions,
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     return scorer_parser(__doc__, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200, text_metrics=True)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from recipekit.checkpoints.load import complete_checkpoints
+from recipekit.cli import command
 from recipekit.errors import RecipekitError
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.offline import offline_env
@@ -202,6 +203,7 @@ def smoke_train(
     return train_with_overrides(recipe, workdir, overrides, nproc)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", type=Path)
