@@ -31,6 +31,7 @@ from typing import Any
 from recipekit.backfill.prep import DEFAULT_SYSTEM
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import check_trace
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 @command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv, __name__)
+    check_model_args(args, "model", "base", "adapter")
     sampling = Sampling(max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
                         top_p=args.top_p, min_p=args.min_p or None, seed=args.seed)
     summary = run_backfill(args.input, args.out, lambda: open_generator(args), sampling, args.skip_invalid,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["train", "inference"], default="train")
     parser.add_argument("--system", default=DEFAULT_SYSTEM)
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from recipekit.checkpoints.model_path import resolve_model_path
 from recipekit.errors import RecipekitError
 from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
@@ -97,6 +98,7 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, *
     """
     from transformers import AutoConfig
 
+    path = resolve_model_path(path)
     refuse_sharded(path)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -134,6 +136,7 @@ def copy_processor_files(source: str | Path, out: Path) -> list[str]:
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
+    path = resolve_model_path(path, "tokenizer")
     refuse_sharded(path)
     return AutoTokenizer.from_pretrained(path)
 

@@ -60,6 +60,7 @@ from recipekit.checkpoints.load import (
     load_tokenizer,
     refuse_sharded,
 )
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.checkpoints.probes import LogitDiff, compare_logits, probe_logits, probe_texts
 from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
@@ -341,5 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    run_merge(request_from_args(build_parser().parse_args(argv)))
+    args = build_parser().parse_args(argv)
+    check_model_args(args, "base", "adapter")
+    run_merge(request_from_args(args))
     return 0

@@ -34,6 +34,7 @@ from recipekit.checkpoints.load import (
     load_model,
     weights_size,
 )
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.checkpoints.probes import compare_logits, probe_logits, probe_texts
 from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     add_push_args(parser)
     args = parser.parse_args(argv)
+    check_model_args(args, "model")
     run_quantize(QuantizeRequest(model=args.model, out=args.out, force=args.force, device=args.device,
                                  max_drift=args.max_drift, push_to_hub=args.push_to_hub, private=args.private))
     return 0

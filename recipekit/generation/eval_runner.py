@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.dataio.jsonl import iter_json_objects
 from recipekit.errors import RecipekitError, UsageError
 from recipekit.generation.engine import (
@@ -162,6 +163,7 @@ def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace]
         return 0
     if not args.out:
         raise UsageError("--out is required")
+    check_model_args(args, "bertscore_model", "sbert_model", *(() if args.score_only else ("model", "base", "adapter")))
     if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
         args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
     if args.score_only:

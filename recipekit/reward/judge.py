@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.jsonl import write_jsonl
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None, judge: Judge | None = None) -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--system", default="", help="system field of the written Bradley-Terry rows")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer", "judge")
     stats = Stats()
     items = collect(args.input, _candidates, stats, args.skip_invalid)
     for number, item in enumerate(items):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect_located, finish
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", help="keep only HelpSteer3 rows of this language (e.g. japanese)")
     parser.add_argument("--system", default="", help="system prompt of the Bradley-Terry rows ('' for none)")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, str] | Drop:

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.checkpoints.load import default_device, load_model, require_chat_template
+from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
 from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.dataio.jsonl import iter_json_objects, write_jsonl
@@ -79,6 +80,7 @@ def load_reward_model(path: str, dtype: str = "auto", device: str | None = None)
     """(model, tokenizer) of a sequence-classification checkpoint with one score and a chat template."""
     from transformers import AutoConfig, AutoTokenizer
 
+    path = resolve_model_path(path)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [flag for flag in ("model", "data", "out") if not getattr(args, flag)]
     if missing:
         parser.error("needs " + ", ".join(f"--{m}" for m in missing))
+    check_model_args(args, "model")
     metrics = evaluate(args)
     refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
     print(metrics_markdown({args.name or Path(args.model).name: metrics}))

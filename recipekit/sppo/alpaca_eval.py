@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.atomic import atomic_write_text
@@ -494,6 +495,8 @@ def main(argv: list[str] | None = None, judge: LocalJudge | None = None) -> int:
         return 0
     if not args.out:
         parser.error("--out is required")
+    check_model_args(args, *(("judge_model",) if args.reference else ()),
+                     *(() if args.score_only else ("model", "base", "adapter")))
     if args.score_only:
         outputs = Path(args.score_only)
     else:

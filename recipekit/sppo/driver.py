@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
 from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats, collect
@@ -403,6 +404,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     model = args.start_model or recipe.get("base_model")
     if not model:
         raise RecipeError(f"{args.recipe}: no base_model; pass --start-model")
+    resolve_model_path(model, "--start-model" if args.start_model else f"{args.recipe}: base_model")
     summary = []
     alpaca_runs = {}
     if args.alpaca_eval and not args.workers.shard:  # a generation shard only generates
@@ -487,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.alpaca_reference and not args.alpaca_eval:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
+    check_model_args(args, "ranker_model", "alpaca_judge_model")
     run(args)
     if not args.workers.shard:
         print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))

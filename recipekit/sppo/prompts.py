@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.prep_runner import Stats, base_parser, collect_located, dedupe, finish
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out prompts longer than this, counted with --tokenizer (the policy's) "
                              "on its chat prompt; 0: no limit (default: %(default)s, the card's)")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     if args.max_prompt_tokens < 0:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.max_prompt_tokens and not args.tokenizer:

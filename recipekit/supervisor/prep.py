@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-output", type=Path, help="JSONL file of the held-out rows")
     parser.add_argument("--balance", action="store_true", help="oversample the minority label in the training split")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     if (args.split_test is None and args.test_counts is None) != (args.test_output is None):
         parser.error("--test-output goes with --split-test or --test-counts")
     if args.test_counts is not None:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.training.recipe_config import RecipeError, apply_overrides, load_recipe, validate
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=Path, help="tokenizer (and model) path in place of the config's base_model")
     parser.add_argument("--plain", action="store_true", help="mark trained tokens with [[…]] even on a terminal")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     cfg = axolotl_cfg(load_recipe(args.config), args.data, args.tokenizer, args.dataset_index, str(args.config))
     tokenizer, tokens = tokenize_row(cfg, read_row(args.data, args.row), args.dataset_index)
     trained = sum(label != IGNORE_INDEX for label in tokens["labels"])
