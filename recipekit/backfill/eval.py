@@ -35,7 +35,7 @@ from recipekit.generation.eval_runner import EvalDataError, generate_predictions
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import fmt, histogram_png, markdown_table, write_json
+from recipekit.reporting.tables import fmt, histogram_png, markdown_table
 from recipekit.templates.lengths import percentile
 
 PREDICTION_FIELDS = ("id", "solution", "output", "new_tokens", "stopped")
@@ -110,10 +110,9 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     }
     write_jsonl(out / "checks.jsonl", [{"id": r["id"], "well_formed": c.well_formed, "problems": list(c.problems),
                                         "solution_changed": c.solution_changed} for r, c in zip(rows, checks)])
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     histogram_png([r["new_tokens"] for r, _ in good], out / "trace_lengths.png",
                   f"trace length, well-formed replies ({len(good)} of {n})", "tokens")
-    (out / "metrics.md").write_text(metrics_markdown({out.name: metrics}), encoding="utf-8")
     write_manifest(out, config=vars(args), inputs=[predictions_path], extra={"step": "score"})
     return metrics
 

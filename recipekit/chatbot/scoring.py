@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from recipekit.cli import command
-from recipekit.dataio.atomic import atomic_write_text
 from recipekit.generation.engine import TransformersGenerator
 from recipekit.generation.eval_runner import (
     EvalDataError,
@@ -36,7 +35,7 @@ from recipekit.generation.shards import parse_args
 from recipekit.metrics.perplexity import perplexity, reference_nll
 from recipekit.metrics.text import bertscore_label, bleu4, chrf, rouge_l, text_scores
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note
 from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")
@@ -129,8 +128,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
             groups[row[field]].append(row)
         metrics[f"per_{field}"] = {name: group_scores(members, args.bleu_tokenize)
                                    for name, members in sorted(groups.items())}
-    write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "metrics.md", metrics_markdown({out.name: metrics}))
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     for field in GROUPINGS:
         per = metrics[f"per_{field}"]
         bar_chart_png(list(per), {"ROUGE-L x100": [g["rouge_l"] * 100 for g in per.values()],

@@ -14,6 +14,12 @@ def write_json(path: str | Path, data: Any) -> Path:
     return Path(path)
 
 
+def write_metrics(out: str | Path, metrics: dict[str, Any], markdown: str) -> None:
+    """OUT/metrics.json and OUT/metrics.md (its table), each written whole or not at all."""
+    write_json(Path(out) / "metrics.json", metrics)
+    atomic_write_text(Path(out) / "metrics.md", markdown)
+
+
 def fmt(value: Any, percent: bool = False, digits: int = 3) -> str:
     if value is None:
         return "n/a"

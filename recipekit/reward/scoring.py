@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 from recipekit.checkpoints.load import default_device, load_model, require_chat_template
 from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
 from recipekit.cli import command
-from recipekit.dataio.atomic import atomic_write_text
 from recipekit.dataio.jsonl import iter_json_objects, write_jsonl
+from recipekit.dataio.prep_runner import write_jsonl
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError, load_runs
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.model_card import refresh_card
-from recipekit.reporting.tables import fmt, markdown_table, write_json
+from recipekit.reporting.tables import fmt, markdown_table, write_metrics
 from recipekit.reward.prep import CARD_NAMES
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -188,8 +188,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     metrics = pair_metrics(scored)
     write_jsonl(out / "scores.jsonl", scored)
-    write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "metrics.md", metrics_markdown({args.name or Path(args.model).name: metrics}))
+    write_metrics(out, metrics, metrics_markdown({args.name or Path(args.model).name: metrics}))
     write_manifest(out, config=vars(args), inputs=[args.data], seed=None)
     return metrics
 

@@ -30,7 +30,7 @@ from recipekit.generation.shards import parse_args
 from recipekit.metrics.text import bertscore_label, text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note
 from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
@@ -88,8 +88,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     )
     metrics.update(texts.values)
     metrics["unavailable"] = texts.unavailable
-    write_json(out / "metrics.json", metrics)
-    (out / "metrics.md").write_text(metrics_markdown({out.name: metrics}), encoding="utf-8")
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     confusion_matrix_png(gold, [v.label or UNPARSED for v in verdicts], LABELS, out / "confusion_matrix.png",
                          f"supervisor verdicts (n={len(rows)})")
     write_manifest(out, config=vars(args), inputs=[predictions_path], extra={"step": "score"})
