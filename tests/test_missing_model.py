@@ -8,7 +8,6 @@ import sys
 import pytest
 from huggingface_hub import constants
 
-from recipekit.checkpoints import model_path
 from recipekit.checkpoints.model_path import ModelNotFoundError, resolve_model_path
 from recipekit.cli import EXIT_USER_ERROR
 from recipekit.paths import REPO_ROOT
@@ -80,13 +79,13 @@ def test_missing_model_is_one_line_and_exit_2(name, tmp_path):
 
 
 def test_a_name_that_is_no_hub_name_fails_online_too(monkeypatch):
-    monkeypatch.setattr(model_path, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online
     with pytest.raises(ModelNotFoundError, match=r"^--model outputs/run/merged: no such directory$"):
         resolve_model_path("outputs/run/merged", "--model")
 
 
 def test_online_a_hub_name_is_left_to_the_hub(monkeypatch):
-    monkeypatch.setattr(model_path, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online
     assert resolve_model_path(TYPO) == TYPO
 
 

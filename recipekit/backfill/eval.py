@@ -35,7 +35,7 @@ from recipekit.generation.eval_runner import EvalDataError, generate_predictions
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import fmt, histogram_png, markdown_table
+from recipekit.reporting.tables import fmt, histogram_png, markdown_table, write_metrics
 from recipekit.templates.lengths import percentile
 
 PREDICTION_FIELDS = ("id", "solution", "output", "new_tokens", "stopped")

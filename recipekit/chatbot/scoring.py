@@ -35,7 +35,7 @@ from recipekit.generation.shards import parse_args
 from recipekit.metrics.perplexity import perplexity, reference_nll
 from recipekit.metrics.text import bertscore_label, bleu4, chrf, rouge_l, text_scores
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note
+from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_metrics
 from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")

@@ -12,14 +12,12 @@ import json
 import re
 import shutil
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from recipekit.checkpoints.model_path import resolve_model_path
 from recipekit.errors import RecipekitError
 from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 # What a multimodal checkpoint's processor reads besides the tokenizer: transformers 5 writes
 # processor_config.json alone; older checkpoints (Gemma 3) split off the image and video
@@ -29,6 +27,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # The Hugging Face trainer saves a checkpoint-N directory in place and writes this file last.
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
+
+if TYPE_CHECKING:  # torch is imported where a model loads, so a command can refuse bad arguments first
+    import torch
 
 
 class CheckpointError(RecipekitError, RuntimeError):
@@ -58,6 +59,8 @@ def refuse_existing(out: Path, force: bool) -> None:
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -79,6 +82,7 @@ def attention_implementation(config, device: str, dtype: torch.dtype | None) -> 
     trained with flash-attention. Flash-attention 2 applies the cap but only runs in half
     precision on CUDA; eager applies it everywhere. `dtype` None means the checkpoint's own.
     """
+    import torch
     from transformers.utils import is_flash_attn_2_available
 
     text = config.get_text_config(decoder=True)  # multimodal configs nest the decoder's
@@ -96,6 +100,7 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, *
     Every model that generates, judges or scores here is loaded through this, so each gets
     an attention kernel that computes what training computed (`attention_implementation`).
     """
+    import torch
     from transformers import AutoConfig
 
     path = resolve_model_path(path)

@@ -48,7 +48,6 @@ import torch
 
 from recipekit.checkpoints.hub import ExportRequest, add_push_args
 from recipekit.checkpoints.load import (
-    DTYPES,
     CheckpointError,
     copy_processor_files,
     default_device,
@@ -68,6 +67,7 @@ from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.model_card import write_card
 from recipekit.training.recipe_config import RecipeError, load_recipe
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 RELATIVE_TOLERANCE = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 2.5e-1}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

@@ -13,10 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from huggingface_hub import is_offline_mode, snapshot_download
-from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-from huggingface_hub.utils import validate_repo_id
-
 from recipekit.errors import RecipekitError
 
 
@@ -29,6 +25,11 @@ def resolve_model_path(path: str | Path, label: str = "model") -> str:
     name = str(path)
     if Path(name).exists():
         return name
+    # huggingface_hub's validators and download code import its HTTP stack: only for a path that is not there.
+    from huggingface_hub.constants import is_offline_mode
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     try:
         validate_repo_id(name)
     except HFValidationError:
@@ -49,6 +50,9 @@ def check_model_args(args: argparse.Namespace, *dests: str) -> None:
 
 
 def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     try:
         snapshot_download(repo_id, local_files_only=True)
     except LocalEntryNotFoundError:

@@ -28,7 +28,6 @@ from recipekit.checkpoints.load import default_device, load_model, require_chat_
 from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
 from recipekit.cli import command
 from recipekit.dataio.jsonl import iter_json_objects, write_jsonl
-from recipekit.dataio.prep_runner import write_jsonl
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError, load_runs
 from recipekit.reporting.manifest import write_manifest

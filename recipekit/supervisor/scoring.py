@@ -30,7 +30,7 @@ from recipekit.generation.shards import parse_args
 from recipekit.metrics.text import bertscore_label, text_scores
 from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note
+from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_metrics
 from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
