@@ -112,7 +112,7 @@ def test_max_drift_fails_without_output(tiny_model, tmp_path, capsys):
     out = tmp_path / "nf4"
     code = quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu",
                           "--max-drift", "0"])
-    assert code == 1 and "over --max-drift" in capsys.readouterr().err
+    assert code == 2 and "over --max-drift" in capsys.readouterr().err
     assert not out.exists()
 
 
