@@ -28,6 +28,7 @@ CPU_SWITCHES: dict[str, Any] = {
     "fsdp": DELETE,
     "fsdp_config": DELETE,
     "flash_attention": DELETE,
+    "gemma4_hybrid_attn_impl": DELETE,  # flash-attn on Gemma 4's sliding layers
     "flash_attn_cross_entropy": DELETE,
     "flash_attn_rms_norm": DELETE,
     "xformers_attention": DELETE,

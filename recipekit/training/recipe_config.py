@@ -29,15 +29,20 @@ class RecipeError(RecipekitError, ValueError):
 # First line of a run configuration's header; names the recipe the overrides were layered on.
 RUN_CONFIG_NOTE = "# Run configuration: {source} with overrides; the recipe's header follows."
 _RUN_CONFIG_SOURCE = re.compile(r"^Run configuration: (.+) with overrides;")
+# "Reproduces ... the model card OWNER/NAME (https://huggingface.co/OWNER/NAME)" in the first paragraph
+_MODEL_CARD = re.compile(r"model card (\S+) \((https://\S+)\)")
 
 
 @dataclass
 class RecipeHeader:
-    """What a recipe's opening comment says: what it does, and its deviations from the source card."""
+    """What a recipe's opening comment says: what it does, the public model card it reproduces,
+    and its deviations from that card."""
 
     description: str
     deviations: list[str]
     source: str | None = None  # for a run configuration: the recipe it was written from
+    card_name: str | None = None  # e.g. "cyberagent/ca-reward-3b-ja"
+    card_url: str | None = None  # the card's page, e.g. "https://huggingface.co/cyberagent/ca-reward-3b-ja"
 
 
 def header_comment(path: str | Path) -> list[str]:
@@ -51,7 +56,8 @@ def header_comment(path: str | Path) -> list[str]:
 
 
 def read_header(path: str | Path) -> RecipeHeader:
-    """Parse the header: the first paragraph up to "Reproduces", and the "Deviations from the card:" bullets."""
+    """Parse the header: the first paragraph up to "Reproduces", the model card it names (name and link),
+    and the "Deviations from the card:" bullets."""
     lines = [line[1:].removeprefix(" ") for line in header_comment(path)]
     source = None
     if lines and (match := _RUN_CONFIG_SOURCE.match(lines[0])):
@@ -63,6 +69,7 @@ def read_header(path: str | Path) -> RecipeHeader:
             break
         first.append(line.strip())
     description = " ".join(first).split("Reproduces ")[0].strip()
+    card = _MODEL_CARD.search(" ".join(first))
     deviations: list[str] = []
     start = next((i for i, line in enumerate(lines) if line.lower().startswith("deviations from the card")), None)
     for line in lines[start + 1:] if start is not None else []:
@@ -72,7 +79,8 @@ def read_header(path: str | Path) -> RecipeHeader:
             deviations.append(line.strip()[2:])
         elif deviations:
             deviations[-1] += " " + line.strip()
-    return RecipeHeader(description, deviations, source)
+    card_name, card_url = card.groups() if card else (None, None)
+    return RecipeHeader(description, deviations, source, card_name, card_url)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:

@@ -123,12 +123,14 @@ def test_header_gives_description_and_deviations():
     assert header.description.startswith("Supervisor, stage 2: a fresh LoRA on the merged stage-1 model")
     assert "Reproduces" not in header.description and header.source is None
     # one item per "- " bullet, its continuation lines joined, the comment marks gone
-    assert header.deviations[0].startswith("Muon, as Axolotl 0.19 runs it (`optimizer: muon`; tests/supervisor/test_muon.py)")
-    assert header.deviations[0].endswith("so learning_rate stays the card's 1e-3.")
+    assert header.deviations[0] == ("Muon as Axolotl 0.19 runs it, with its shape-scaled step (see `optimizer` "
+                                    "below); learning_rate stays the card's 1e-3.")
     assert not any("#" in item or "  " in item for item in header.deviations)
     assert header.deviations[1] == ("Rows longer than 4096 tokens: prep_supervisor.py clips the user text with "
                                     "the real tokenizer (the card clipped by characters); the assistant text is "
                                     "never changed.")
+    assert (header.card_name, header.card_url) == (
+        "shareit/cycleinstruct-gemma4-supervisor", "https://huggingface.co/shareit/cycleinstruct-gemma4-supervisor")
 
 
 def test_run_configuration_keeps_the_recipe_header(tmp_path):
