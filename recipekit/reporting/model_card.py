@@ -8,8 +8,8 @@ every number in it is a number in one of them:
 - the checkpoint's manifest.json and those of the runs it came from, followed back through
   a training run's base_model, a merge's base and adapters, and an export's source: the
   pipeline, the hyper-parameters, the data and the versions;
-- the header comment of each recipe a training manifest names: what the recipe does and its
-  "Deviations from the card";
+- the header comment of each recipe a training manifest names: what the recipe does, the
+  public model card it reproduces (name and link) and its "Deviations from the card";
 - the scorers' metrics.json files: each scorer's own table, with a column for every earlier
   checkpoint of the pipeline scored on the same test file (the source cards' "stage-1 only"
   column), and a model-index of the headline metrics in the metadata.
@@ -406,8 +406,11 @@ class _Card:
         parts = {}
         for step in self.trainings:
             named, found = _recipe(step)
-            items = ("\n".join(f"- {item}" for item in read_header(found).deviations) or "The recipe lists none."
-                     if found else f"{_code(named)} is not on this machine, so its deviations are not listed.")
+            header = read_header(found) if found else None
+            items = ("\n".join(f"- {item}" for item in header.deviations) or "The recipe lists none."
+                     if header else f"{_code(named)} is not on this machine, so its deviations are not listed.")
+            if header and header.card_url:
+                items = f"Source card: [{header.card_name}]({header.card_url})\n\n{items}"
             parts.setdefault(_recipe_name(step), f"### {_code(_recipe_name(step))}\n\n{items}\n")
         return "\n".join(parts.values()) or "No recipe is named by the runs this checkpoint came from."
 

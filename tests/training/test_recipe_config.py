@@ -123,8 +123,8 @@ def test_header_gives_description_and_deviations():
     assert header.description.startswith("Supervisor, stage 2: a fresh LoRA on the merged stage-1 model")
     assert "Reproduces" not in header.description and header.source is None
     # one item per "- " bullet, its continuation lines joined, the comment marks gone
-    assert header.deviations[0] == ("Muon as Axolotl 0.19 runs it, with its shape-scaled step (see `optimizer` "
-                                    "below); learning_rate stays the card's 1e-3.")
+    assert header.deviations[0] == ("Muon as Axolotl 0.19 runs it, with its shape-scaled step (the recipe's "
+                                    "`--- optimizer ---` comment); learning_rate stays the card's 1e-3.")
     assert not any("#" in item or "  " in item for item in header.deviations)
     assert header.deviations[1] == ("Rows longer than 4096 tokens: prep_supervisor.py clips the user text with "
                                     "the real tokenizer (the card clipped by characters); the assistant text is "
