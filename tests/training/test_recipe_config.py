@@ -142,3 +142,15 @@ def test_run_configuration_keeps_the_recipe_header(tmp_path):
     assert header.source == "recipes/reward_ja_3b.yml"  # as the repository names it
     assert (header.description, header.deviations) == (read_header(recipe).description,
                                                        read_header(recipe).deviations)
+
+
+@pytest.mark.parametrize("recipe", [p for p in sorted(RECIPES_DIR.glob("*.yml")) if load_recipe(p).get("sample_packing")],
+                         ids=lambda p: p.stem)
+def test_cpu_switches_keep_packing_with_an_attention_that_keeps_rows_apart(recipe):
+    """On CPU flash-attn gives way to SDPA; the run still packs, and Axolotl drops the padding mask so
+    transformers builds a block-diagonal one from the position ids (tests/test_packing_equivalence.py)."""
+    config = load_recipe(recipe)
+    assert config["attn_implementation"] == "flash_attention_2" and config.get("pad_to_sequence_len")
+    cpu = validate(apply_overrides(config, cpu_overrides(config)), recipe)
+    assert (cpu["sample_packing"], cpu["attn_implementation"]) == (True, "sdpa")
+    assert cpu["attn_decontaminates_packing"] and "gemma4_hybrid_attn_impl" not in cpu
