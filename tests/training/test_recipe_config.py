@@ -148,7 +148,7 @@ def test_run_configuration_keeps_the_recipe_header(tmp_path):
                          ids=lambda p: p.stem)
 def test_cpu_switches_keep_packing_with_an_attention_that_keeps_rows_apart(recipe):
     """On CPU flash-attn gives way to SDPA; the run still packs, and Axolotl drops the padding mask so
-    transformers builds a block-diagonal one from the position ids (tests/test_packing_equivalence.py)."""
+    transformers builds a block-diagonal one from the position ids (tests/training/test_packing_equivalence.py)."""
     config = load_recipe(recipe)
     assert config["attn_implementation"] == "flash_attention_2" and config.get("pad_to_sequence_len")
     cpu = validate(apply_overrides(config, cpu_overrides(config)), recipe)
