@@ -2,25 +2,39 @@
 
     python bench/run.py --suite packing --out bench/results/packing
     python bench/run.py --suite all --tiny --out bench/results/cpu_tiny
-    python bench/run.py --suite train --model-config bench/configs/gemma-4-12B-it.json --out bench/results/h100_train
+    python bench/run.py --suite train --model-config bench/configs/gemma-4-12B-it.config.json --out bench/results/h100_train
+    python bench/run.py --combine OUT/parts/train.json OUT/parts/generate.json --out OUT/report
+
+--combine writes one report (and a manifest.json beside it) from the reports of earlier runs,
+each run in its own process so that one that fails or runs out of time loses only its own part.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from recipekit.bench import suites
+from recipekit.bench.combine import combine_reports
 from recipekit.bench.flops import peak_tflops_for
 from recipekit.bench.lengths import spec_record
-from recipekit.bench.model_build import BenchError, load_text_config
+from recipekit.bench.model_build import BenchError, check_architecture, load_text_config
+from recipekit.bench.projection import ARCHITECTURES
 from recipekit.bench.report import CPU_LABEL, environment, write_report
 from recipekit.cli import command
 
 SUITES = ("packing", "train", "generate")
 
 
-def _parse(argv):
+def _variant_names(suite: str) -> list[str]:
+    from recipekit.bench.generation_speed import GEN_VARIANTS
+    from recipekit.bench.throughput import TRAIN_VARIANTS
+
+    return [v.name for v in {"train": TRAIN_VARIANTS, "generate": GEN_VARIANTS}.get(suite, ())]
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=SUITES + ("all",), default="all")
     parser.add_argument("--out", type=Path, required=True, help="report path without extension")
@@ -35,18 +49,41 @@ def _parse(argv):
     parser.add_argument("--batch-size", type=int, help="batched scoring batch size (default 64, 2 with --tiny)")
     parser.add_argument("--loop-rows", type=int,
                         help="rows timed one at a time, then extrapolated (default 8, 2 with --tiny)")
-    return parser.parse_args(argv)
+    parser.add_argument("--variants", type=lambda text: [n for n in text.split(",") if n],
+                        help="comma-separated variants to run (default: every variant of the suites chosen)")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES),
+                        help="refuse a --model-config whose layers, hidden size or vocabulary are not this model's")
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="PART.json",
+                        help="write one report from these reports of earlier runs instead of running suites")
+    args = parser.parse_args(argv)
+    if args.variants is not None:
+        chosen = SUITES if args.suite == "all" else (args.suite,)
+        known = [name for suite in chosen for name in _variant_names(suite)]
+        unknown = [name for name in args.variants if name not in known]
+        if unknown or not args.variants:
+            parser.error(f"--variants: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"suite {args.suite!r} has {', '.join(known) or 'no variants'}")
+    return args
 
 
 def _pick(value, full, tiny, is_tiny):
     return value if value is not None else (tiny if is_tiny else full)
 
 
+def _only(variants, names):
+    return variants if names is None else tuple(v for v in variants if v.name in names)
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    args = _parse(argv)
+    args = parse_args(argv)
+    if args.combine:
+        json_path, md_path = combine_reports(args.out, args.combine, argv=sys.argv if argv is None else argv)
+        print(Path(md_path).read_text(encoding="utf-8"))
+        print(f"wrote {json_path}, {md_path} and {json_path.parent / 'manifest.json'}")
+        return 0
     chosen = SUITES if args.suite == "all" else (args.suite,)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -54,37 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_tflops_for(env["device"]) if env["cuda"] else None
     report = {"environment": env, "suites": list(chosen), "tiny": args.tiny,
               "label": CPU_LABEL if (args.tiny or device == "cpu") and {"train", "generate"} & set(chosen) else None}
-    sections = []
     try:
         config = load_text_config(args.model_config, args.tiny) if {"train", "generate"} & set(chosen) else None
+        if config is not None and args.architecture:
+            check_architecture(config, args.architecture)
         if "packing" in chosen:
             report["packing"] = suites.packing_suite(seed=args.seed)
-            sections.append(("Packing (no model; Axolotl's MultipackBatchSampler)",
-                             suites.packing_markdown(report["packing"])))
         if "train" in chosen:
-            from recipekit.bench.throughput import run_training_suite
+            from recipekit.bench.throughput import TRAIN_VARIANTS, run_training_suite
 
             spec, lengths = suites.training_lengths(args.tiny)
             section = run_training_suite(
                 config, lengths, sequence_len=_pick(args.sequence_len, 4096, 128, args.tiny), device=device,
                 dtype=dtype, warmup=_pick(args.warmup, 3, 1, args.tiny), steps=_pick(args.steps, 20, 3, args.tiny),
-                seed=args.seed, peak_tflops=peak[1] if peak else None, versus_card=not args.tiny)
+                seed=args.seed, peak_tflops=peak[1] if peak else None, versus_card=not args.tiny,
+                variants=_only(TRAIN_VARIANTS, args.variants))
             report["train"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
-            sections.append(("Training throughput (LoRA r=16, all linear layers)",
-                             suites.training_markdown(report["train"])))
         if "generate" in chosen:
-            from recipekit.bench.generation_speed import run_generation_suite
+            from recipekit.bench.generation_speed import GEN_VARIANTS, run_generation_suite
 
             spec, lengths = suites.prompt_lengths(args.tiny, args.rows)
             section = run_generation_suite(
                 config, lengths, new_tokens=_pick(args.new_tokens, 900, 4, args.tiny),
                 batch_size=_pick(args.batch_size, 64, 2, args.tiny), loop_rows=_pick(args.loop_rows, 8, 2, args.tiny),
-                device=device, dtype=dtype, seed=args.seed)
+                device=device, dtype=dtype, seed=args.seed, variants=_only(GEN_VARIANTS, args.variants))
             report["generate"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
-            sections.append(("Scoring throughput", suites.generation_markdown(report["generate"])))
     except ValueError as err:  # lengths or step counts the options ask for that cannot run
         raise BenchError(str(err)) from err
-    json_path, md_path = write_report(args.out, "Benchmark report", report, sections)
+    json_path, md_path = write_report(args.out, "Benchmark report", report, suites.suite_sections(report))
     print(Path(md_path).read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -44,6 +44,19 @@ def load_text_config(model_config: str | Path | None, tiny: bool):
     return config.get_text_config()
 
 
+def check_architecture(config: Any, name: str) -> None:
+    """Refuse a config whose shape is not the named model's published one (a wrong file, a smaller sibling)."""
+    from recipekit.bench.projection import ARCHITECTURES
+
+    model = ARCHITECTURES[name]
+    published = {"num_hidden_layers": model.layers, "hidden_size": model.hidden, "vocab_size": model.vocab}
+    for field, expected in published.items():
+        found = getattr(config, field, None)
+        if found != expected:
+            raise BenchError(f"--model-config: field {field!r} is {found!r}, {name} has {expected}: "
+                             "not the config of that model")
+
+
 def cuda_available() -> bool:
     import torch
 

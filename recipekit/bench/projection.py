@@ -61,6 +61,8 @@ GEMMA3_4B = Model("gemma-3-4b-it", 3.88e9, 4.30e9, 2560, 34, 262_208)  # total: 
 GEMMA2_9B = Model("gemma-2-9b-it", 9.24e9, 9.24e9, 3584, 42, 256_000)
 QWEN3_4B = Model("Qwen3-4B", 4.02e9, 4.02e9, 2560, 36, 151_936)
 SARASHINA_3B_RM = Model("sarashina2.2-3b (score head)", 2.83e9, 3.09e9, 2560, 32, 0)
+# Architectures the benchmark can be told to insist on (bench/run.py --architecture).
+ARCHITECTURES = {GEMMA4_12B.name: GEMMA4_12B}
 
 
 @dataclass(frozen=True)

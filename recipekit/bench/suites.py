@@ -107,3 +107,16 @@ def training_markdown(section: dict[str, Any]) -> str:
 def generation_markdown(section: dict[str, Any]) -> str:
     return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens.\n\n"
             + markdown_table(GEN_COLUMNS, section["variants"], cell))
+
+
+SECTION_HEADINGS = {
+    "packing": ("Packing (no model; Axolotl's MultipackBatchSampler)", packing_markdown),
+    "train": ("Training throughput (LoRA r=16, all linear layers)", training_markdown),
+    "generate": ("Scoring throughput", generation_markdown),
+}
+
+
+def suite_sections(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(heading, Markdown body) of each suite a report holds, in suite order."""
+    return [(heading, render(report[suite])) for suite, (heading, render) in SECTION_HEADINGS.items()
+            if suite in report]
