@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Download the pinned GPU stack as wheels for an offline CUDA machine, then pack them into parts.
+#
+# Run on a machine WITH access to the package index, from anywhere in the repository:
+#
+#   bash bench/fetch_wheels.sh                     # Linux x86_64, CPython 3.11 (requires-python)
+#   bash bench/fetch_wheels.sh --python-version 3.12 --platform manylinux_2_28_x86_64
+#   bash bench/fetch_wheels.sh --source-wheels ~/built   # + flash-attn/deepspeed wheels built elsewhere
+#   bash bench/fetch_wheels.sh --dry-run           # print the pip commands, run nothing
+#
+# What it fetches: every package of requirements.txt and requirements-gpu.txt (the pins are read
+# from those files), with their dependencies resolved for the target machine, except torch and the
+# CUDA runtime packages torch itself requires (nvidia-*, triton, cuda-*): the GPU machine already has
+# those, matching its driver. Plus the project's own wheel (`pip wheel . --no-deps`).
+#   1. pip install --dry-run --report: resolve the whole set for the target (binary wheels only),
+#      torch held at its pin from requirements.txt so the rest is resolved against it. A package
+#      the index has only as source (rouge-score, deepspeed: pure Python) is built into a wheel
+#      here with `pip wheel --no-deps` and the resolution tried again;
+#   2. pip download --no-deps of every resolved wheel but torch's CUDA stack;
+#   3. pip wheel . --no-deps (the project);
+#   4. pack the wheel folder into numbered tar parts of at most --part-size bytes and SHA256SUMS.
+#
+# CUDA_BUILT packages (flash-attn, deepspeed-kernels) are source only on the index too, and compile
+# against CUDA and torch. Build their wheels on a CUDA machine with the target's torch
+# (`pip wheel --no-deps --no-build-isolation flash-attn==2.8.3`) and pass the folder with
+# --source-wheels: they are then resolved and bundled like the rest. Without it they are left out
+# and listed in NOT_INCLUDED.txt; the benchmark then reports the variants that need them as
+# skipped ("not installed: flash_attn").
+#
+# Moving the parts (each under 60 MB by default) and reassembling them:
+#
+#   copy bench/wheel-parts/ (wheels.tar.part-000, -001, ..., SHA256SUMS) to the GPU machine's
+#   checkout, same path; then `bash bench/gpu.sh --out DIR` verifies and reassembles them itself.
+#   By hand: cd bench/wheel-parts && sha256sum -c SHA256SUMS \
+#            && mkdir -p ../wheels && cat wheels.tar.part-* | tar -xf - -C ../wheels
+#
+# Options:
+#   --dest DIR            wheel folder (default bench/wheels/, git-ignored; emptied first)
+#   --parts DIR           where the parts and SHA256SUMS go (default bench/wheel-parts/, git-ignored)
+#   --python-version X.Y  target interpreter (default 3.11)
+#   --platform TAG        target platform tag (default manylinux_2_28_x86_64; older manylinux match too)
+#   --part-size SIZE      split's -b size (default 60MB = 60,000,000 bytes; also PART_SIZE)
+#   --source-wheels DIR   prebuilt wheels of the CUDA_BUILT packages
+#   --plan-only           run step 1 and print what step 2 would download, then exit
+#   --pack-only           skip 1-3: pack an existing --dest folder
+#   --dry-run             print the commands of 1-4 and exit
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEST=$REPO/bench/wheels
+PARTS=$REPO/bench/wheel-parts
+PYVER=3.11
+PLATFORM=manylinux_2_28_x86_64
+PART_SIZE=${PART_SIZE:-60MB}
+SOURCE_WHEELS=""
+PACK_ONLY=0
+PLAN_ONLY=0
+DRY_RUN=0
+read -ra PIP <<< "${PIP:-python3 -m pip}"  # the pip that fetches (any Python with pip)
+CUDA_BUILT=(flash-attn deepspeed-kernels)
+REQUIREMENTS=("$REPO/requirements.txt" "$REPO/requirements-gpu.txt")
+
+die() { echo "fetch_wheels.sh: $*" >&2; exit 2; }
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --dest) DEST=$2; shift 2 ;;
+    --parts) PARTS=$2; shift 2 ;;
+    --python-version) PYVER=$2; shift 2 ;;
+    --platform) PLATFORM=$2; shift 2 ;;
+    --part-size) PART_SIZE=$2; shift 2 ;;
+    --source-wheels) SOURCE_WHEELS=$2; shift 2 ;;
+    --pack-only) PACK_ONLY=1; shift ;;
+    --plan-only) PLAN_ONLY=1; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ $PYVER =~ ^3\.[0-9]+$ ]] || die "--python-version must look like 3.11, not '$PYVER'"
+
+# name==version lines of the requirements files, comments and blanks dropped, names lower-cased.
+pins() {
+  sed -e 's/#.*//' -e 's/[[:space:]]//g' "${REQUIREMENTS[@]}" | awk 'NF' |
+    awk '{ split($0, p, /[=<>!~;\[]/); printf "%s%s\n", tolower(p[1]), substr($0, length(p[1]) + 1) }'
+}
+pin_name() { local n=${1%%[=<>!~;[]*}; echo "${n,,}"; }
+is_cuda_built() { local s; for s in "${CUDA_BUILT[@]}"; do [[ $1 == "$s" ]] && return 0; done; return 1; }
+
+TORCH_PIN=""
+WANTED=()
+SKIPPED_SOURCE=()
+while read -r pin; do
+  name=$(pin_name "$pin")
+  if [[ $name == torch ]]; then TORCH_PIN=$pin
+  elif is_cuda_built "$name" && [[ -z $SOURCE_WHEELS ]]; then SKIPPED_SOURCE+=("$pin")
+  else WANTED+=("$pin")
+  fi
+done < <(pins)
+[[ -n $TORCH_PIN ]] || die "requirements.txt pins no torch: nothing to hold the resolution to"
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+BUILT=$WORK/built  # wheels built here from source-only packages (step 1)
+# pip takes --platform literally: a manylinux_2_28 machine also runs manylinux_2_17 (manylinux2014)
+# wheels, so every older tag is listed; linux_x86_64 is the tag of wheels built from source.
+PLATFORMS=(--platform "$PLATFORM")
+if [[ $PLATFORM =~ ^manylinux_2_([0-9]+)_(.+)$ ]]; then
+  for ((glibc = BASH_REMATCH[1] - 1; glibc >= 5; glibc--)); do
+    PLATFORMS+=(--platform "manylinux_2_${glibc}_${BASH_REMATCH[2]}")
+  done
+  for legacy in manylinux2014 manylinux2010 manylinux1; do PLATFORMS+=(--platform "${legacy}_${BASH_REMATCH[2]}"); done
+fi
+TARGET=(--only-binary=:all: "${PLATFORMS[@]}" --platform linux_x86_64 --python-version "$PYVER"
+        --implementation cp --abi "cp${PYVER/./}" --find-links "$BUILT")
+[[ -z $SOURCE_WHEELS ]] || TARGET+=(--find-links "$SOURCE_WHEELS")
+printf '%s\n' "$TORCH_PIN" > "$WORK/torch-constraint.txt"
+RESOLVE=("${PIP[@]}" install --dry-run --quiet --ignore-installed --report "$WORK/plan.json" "${TARGET[@]}"
+         -c "$WORK/torch-constraint.txt" "${WANTED[@]}")
+DOWNLOAD=("${PIP[@]}" download --no-deps --quiet --dest "$DEST" "${TARGET[@]}")
+BUILD=("${PIP[@]}" wheel --no-deps --quiet --wheel-dir "$BUILT")
+PROJECT=("${PIP[@]}" wheel --no-deps --quiet --wheel-dir "$DEST" "$REPO")
+
+pack() {
+  compgen -G "$DEST/*.whl" > /dev/null || die "$DEST holds no .whl file to pack"
+  mkdir -p "$PARTS"
+  rm -f "$PARTS"/wheels.tar.part-* "$PARTS/SHA256SUMS"
+  tar -C "$DEST" -cf - . | split -b "$PART_SIZE" -d -a 3 - "$PARTS/wheels.tar.part-"
+  (cd "$PARTS" && sha256sum wheels.tar.part-* > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
+  local parts=("$PARTS"/wheels.tar.part-*)
+  echo "packed $(find "$DEST" -name '*.whl' | wc -l) wheels from $DEST into ${#parts[@]} parts of at most" \
+       "$PART_SIZE in $PARTS (+ SHA256SUMS)"
+}
+
+# Step 1, building a wheel for each package the index has only as source, until the set resolves.
+resolve() {
+  mkdir -p "$BUILT"
+  : > "$WORK/built.txt"
+  while ! "${RESOLVE[@]}" 2> "$WORK/resolve.err"; do
+    spec=$(sed -n 's/.*No matching distribution found for //p' "$WORK/resolve.err" | tail -n 1)
+    if [[ -z $spec ]]; then
+      cat "$WORK/resolve.err" >&2
+      die "pip could not resolve the set for CPython $PYVER on $PLATFORM (its message is above)"
+    elif grep -qxF -- "$spec" "$WORK/built.txt"; then
+      cat "$WORK/resolve.err" >&2
+      die "$spec: the wheel built from its source here does not fit CPython $PYVER on $PLATFORM:" \
+          "build it on such a machine and pass its folder with --source-wheels"
+    fi
+    echo "fetch_wheels.sh: $spec: no wheel on the index, building one from its source" >&2
+    "${BUILD[@]}" "$spec"
+    echo "$spec" >> "$WORK/built.txt"
+  done
+}
+
+if [[ $DRY_RUN == 1 ]]; then
+  echo "# target: CPython $PYVER, $PLATFORM; torch held at $TORCH_PIN and left out"
+  echo "${RESOLVE[*]}"
+  echo "# (a package without a wheel on the index: ${BUILD[*]} SPEC, then the above again)"
+  echo "${DOWNLOAD[*]} <each wheel of the plan but torch, nvidia-*, triton, cuda-* that torch requires>"
+  echo "${PROJECT[*]}"
+  echo "tar -C $DEST -cf - . | split -b $PART_SIZE -d -a 3 - $PARTS/wheels.tar.part-"
+  for pin in "${SKIPPED_SOURCE[@]}"; do echo "# not included (compiled against CUDA: build it there, see --source-wheels): $pin"; done
+  exit 0
+fi
+
+if [[ $PACK_ONLY == 0 ]]; then
+  resolve
+  # The plan minus torch and the CUDA runtime torch pulls in (followed through their own requirements).
+  python3 - "$WORK/plan.json" > "$WORK/download.txt" <<'PY'
+import json, re, sys
+items = {i["metadata"]["name"].lower().replace("_", "-"): i for i in json.load(open(sys.argv[1]))["install"]}
+def requires(name):
+    for spec in items[name]["metadata"].get("requires_dist") or []:
+        dep = re.match(r"[A-Za-z0-9._-]+", spec).group(0).lower().replace("_", "-")
+        if dep in items:
+            yield dep
+cuda = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
+left_out, todo = {"torch"}, ["torch"]
+while todo:
+    for dep in requires(todo.pop()):
+        if cuda.match(dep) and dep not in left_out:
+            left_out.add(dep)
+            todo.append(dep)
+for name, item in sorted(items.items()):
+    if name not in left_out:
+        print(f"{item['metadata']['name']}=={item['metadata']['version']}")
+PY
+  if [[ $PLAN_ONLY == 1 ]]; then cat "$WORK/download.txt"; exit 0; fi
+  rm -rf "$DEST" && mkdir -p "$DEST"
+  xargs -a "$WORK/download.txt" "${DOWNLOAD[@]}"
+  "${PROJECT[@]}"
+  [[ ${#SKIPPED_SOURCE[@]} == 0 ]] || printf '%s\n' "${SKIPPED_SOURCE[@]}" > "$DEST/NOT_INCLUDED.txt"
+  cp "$WORK/download.txt" "$DEST/BUNDLE.txt"
+fi
+pack

@@ -1,0 +1,250 @@
+"""bench/fetch_wheels.sh and bench/gpu.sh, every step a CPU can run: syntax, the pins the fetch
+would ask for, the split/verify/reassemble round trip, an offline install that stops at the CUDA
+check, and the harness accepting the arguments gpu.sh passes. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from recipekit.bench import cli
+from recipekit.bench.generation_speed import GEN_VARIANTS
+from recipekit.bench.model_build import BenchError, check_architecture, load_text_config
+from recipekit.bench.throughput import TRAIN_VARIANTS
+from recipekit.paths import REPO_ROOT
+
+FETCH = REPO_ROOT / "bench" / "fetch_wheels.sh"
+GPU = REPO_ROOT / "bench" / "gpu.sh"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This machine's environment without its pip settings: the scripts must not depend on them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+
+
+def _run(*args, **extra_env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *map(str, args)], capture_output=True, text=True, env=_env(**extra_env),
+                          timeout=300)
+
+
+def _requirement_lines(*paths: Path) -> list[str]:
+    lines = [line.split("#")[0].strip() for path in paths for line in path.read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("script", [FETCH, GPU], ids=lambda p: p.name)
+def test_scripts_are_valid_bash(script):
+    done = _run("-n", script)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck():
+    done = subprocess.run(["shellcheck", str(FETCH), str(GPU)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def _dry_run(script: Path, *args) -> tuple[list[str], list[str]]:
+    """(the pins the resolve step asks for, the pins reported as not included) of a --dry-run."""
+    done = _run(script, "--dry-run", *args)
+    assert done.returncode == 0, done.stderr
+    resolve = next(line for line in done.stdout.splitlines() if " install --dry-run " in line)
+    asked = shlex.split(resolve.split("torch-constraint.txt", 1)[1])
+    left_out = re.findall(r"^# not included .*: (\S+)$", done.stdout, flags=re.M)
+    return asked, left_out
+
+
+def test_fetch_dry_run_asks_for_every_pin_of_the_requirement_files_but_torch():
+    asked, left_out = _dry_run(FETCH)
+    pins = _requirement_lines(REPO_ROOT / "requirements.txt", REPO_ROOT / "requirements-gpu.txt")
+    torch_pin = next(p for p in pins if p.startswith("torch=="))
+    assert sorted(asked + left_out) == sorted(p for p in pins if p != torch_pin)
+    assert left_out == ["flash-attn==2.8.3", "deepspeed-kernels"]  # compiled against CUDA: built elsewhere
+    done = _run(FETCH, "--dry-run", "--python-version", "3.12")
+    assert f"torch held at {torch_pin}" in done.stdout
+    assert "--python-version 3.12 --implementation cp --abi cp312" in done.stdout
+    assert "--only-binary=:all: --platform manylinux_2_28_x86_64" in done.stdout
+    assert "wheel --no-deps --quiet --wheel-dir" in done.stdout  # a source-only package is built, then resolved
+    assert done.stdout.rstrip().endswith("see --source-wheels): deepspeed-kernels")
+
+
+def test_fetch_reads_its_pins_from_the_files_and_takes_prebuilt_cuda_wheels(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    shutil.copy(FETCH, repo / "bench" / FETCH.name)
+    (repo / "requirements.txt").write_text("# comment\ntorch==9.9.9\nPyYAML==1.2.3  # why\n\nalpha>=1,<2\n")
+    (repo / "requirements-gpu.txt").write_text("flash-attn==7.7.7\nbeta\n")
+    script = repo / "bench" / FETCH.name
+    asked, left_out = _dry_run(script)
+    assert (asked, left_out) == (["pyyaml==1.2.3", "alpha>=1,<2", "beta"], ["flash-attn==7.7.7"])
+    asked, left_out = _dry_run(script, "--source-wheels", tmp_path / "built")
+    assert (asked, left_out) == (["pyyaml==1.2.3", "alpha>=1,<2", "flash-attn==7.7.7", "beta"], [])
+    (repo / "requirements.txt").write_text("alpha\n")
+    done = _run(script, "--dry-run")
+    assert done.returncode == 2 and "pins no torch" in done.stderr
+
+
+def _pack(dest: Path, parts: Path, size: str = "1MB") -> subprocess.CompletedProcess:
+    done = _run(FETCH, "--pack-only", "--dest", dest, "--parts", parts, "--part-size", size)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_parts_round_trip_and_a_damaged_part_is_refused(tmp_path):
+    dest, parts = tmp_path / "wheels", tmp_path / "parts"
+    dest.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index, megabytes in enumerate((2.5, 1.2, 3.0)):
+        data = torch.randint(0, 256, (int(megabytes * 1e6),), generator=rng, dtype=torch.uint8).numpy().tobytes()
+        (dest / f"fake_{index}-1.0-py3-none-any.whl").write_bytes(data)
+    _pack(dest, parts)
+    chunks = sorted(parts.glob("wheels.tar.part-*"))
+    assert len(chunks) >= 7 and all(c.stat().st_size <= 1_000_000 for c in chunks)
+    listed = [line.split()[1] for line in (parts / "SHA256SUMS").read_text().splitlines()]
+    assert listed == [c.name for c in chunks]
+    # the reassembly the header of fetch_wheels.sh documents
+    out = tmp_path / "reassembled"
+    subprocess.run(f"cd {parts} && sha256sum -c SHA256SUMS && mkdir -p {out} && cat wheels.tar.part-* | "
+                   f"tar -xf - -C {out}", shell=True, check=True, capture_output=True)
+    for original in dest.iterdir():
+        assert (out / original.name).read_bytes() == original.read_bytes()
+    damaged = chunks[3].read_bytes()
+    chunks[3].write_bytes(damaged[:-1] + bytes([damaged[-1] ^ 1]))
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    done = _run(GPU, "--out", tmp_path / "out", "--parts", parts, "--venv", tmp_path / "venv",
+                "--model-config", config)
+    assert done.returncode == 2 and "do not match SHA256SUMS" in done.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def _tiny_wheel(folder: Path, blob_bytes: int) -> Path:
+    """A real, installable wheel (package `benchprobe`) carrying a blob of `blob_bytes` random bytes."""
+    blob = torch.randint(0, 256, (blob_bytes,), generator=torch.Generator().manual_seed(1),
+                         dtype=torch.uint8).numpy().tobytes()
+    info = "benchprobe-0.1.dist-info"
+    files = {
+        "benchprobe/__init__.py": b"from pathlib import Path\nBLOB = Path(__file__).with_name('blob.bin')\n",
+        "benchprobe/blob.bin": blob,
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: benchprobe\nVersion: 0.1\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+              f"{len(data)}" for name, data in files.items()] + [f"{info}/RECORD,,"]
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = folder / "benchprobe-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_script_installs_offline_then_stops_without_cuda(tmp_path):
+    dest, parts, venv, out = tmp_path / "wheels", tmp_path / "parts", tmp_path / "venv", tmp_path / "out"
+    dest.mkdir()
+    _tiny_wheel(dest, 3_000_000)
+    _pack(dest, parts)
+    assert len(list(parts.glob("wheels.tar.part-*"))) == 4
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    # The machine's own torch: this interpreter's, seen through PYTHONPATH as a system install would be.
+    done = _run(GPU, "--out", out, "--parts", parts, "--venv", venv, "--model-config", config,
+                PYTHON=sys.executable, PYTHONPATH=sysconfig.get_paths()["purelib"])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "installed 1 wheels" in done.stdout
+    message = done.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("gpu.sh: CUDA is not available (torch "), done.stderr
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import benchprobe; print(benchprobe.BLOB.stat().st_size)"],
+                           capture_output=True, text=True, env=_env(), check=True)
+    assert probe.stdout.strip() == "3000000"
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
+    assert not out.exists()  # nothing measured, nothing written
+
+
+def test_gpu_script_without_a_model_config_says_where_it_goes(tmp_path):
+    done = _run(GPU, "--out", tmp_path / "out", "--model-config", tmp_path / "absent.json")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "copy google/gemma-4-12B-it's config.json there" in done.stderr
+
+
+def _bench_commands(tmp_path) -> list[tuple[int | None, list[str]]]:
+    done = _run(GPU, "--print-bench-commands", "--out", tmp_path / "out", "--model-config", tmp_path / "c.json")
+    assert done.returncode == 0, done.stderr
+    commands = []
+    for line in done.stdout.splitlines():
+        words = shlex.split(line)
+        limit = int(words[1]) if words[0] == "timeout" else None
+        commands.append((limit, words[words.index("bench/run.py") + 1:]))
+    return commands
+
+
+def test_the_harness_accepts_what_gpu_sh_passes_within_eight_minutes(tmp_path):
+    commands = _bench_commands(tmp_path)
+    parts, combine = commands[:-1], commands[-1]
+    assert sum(limit for limit, _ in parts) <= 8 * 60 and combine[0] is None
+    parsed = [cli.parse_args(argv) for _, argv in parts]
+    assert all(a.architecture == "gemma-4-12B-it" and a.model_config == tmp_path / "c.json" for a in parsed)
+    train = [a for a in parsed if a.suite == "train"]
+    assert len(train) == 1 and train[0].variants is None and train[0].sequence_len == 4096
+    scoring = [name for a in parsed if a.suite == "generate" for name in a.variants]
+    assert sorted(scoring) == sorted(v.name for v in GEN_VARIANTS)  # every scoring variant, each once
+    combined = cli.parse_args(combine[1])
+    assert combined.combine == [a.out.with_suffix(".json") for a in parsed]
+    assert combined.out == tmp_path / "out" / "report"
+    assert {v.name for v in TRAIN_VARIANTS} >= {"a_sdpa_unpacked", "b_flash_varlen_packed"}
+
+
+def test_unknown_variants_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.parse_args(["--suite", "generate", "--variants", "c_vllm,d_magic", "--out", "x"])
+    assert stop.value.code == 2 and "unknown d_magic" in capsys.readouterr().err
+
+
+def _text_config(tmp_path, **shape):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "gemma4_unified", "text_config": shape}))
+    return load_text_config(path, tiny=False)
+
+
+def test_architecture_check_refuses_another_shape(tmp_path):
+    published = {"num_hidden_layers": 48, "hidden_size": 3840, "vocab_size": 262_144}
+    check_architecture(_text_config(tmp_path, **published), "gemma-4-12B-it")
+    with pytest.raises(BenchError, match="field 'num_hidden_layers' is 30, gemma-4-12B-it has 48"):
+        check_architecture(_text_config(tmp_path, **{**published, "num_hidden_layers": 30}), "gemma-4-12B-it")
+    with pytest.raises(BenchError, match="field 'hidden_size' is 2304"):  # the class default, not the 12B's
+        check_architecture(_text_config(tmp_path, num_hidden_layers=48, vocab_size=262_144), "gemma-4-12B-it")
+
+
+def test_combine_writes_one_report_and_names_the_missing_part(tmp_path):
+    parts = tmp_path / "out" / "parts"
+    assert cli.main(["--suite", "generate", "--tiny", "--variants", "a_loop", "--rows", "2",
+                     "--out", str(parts / "generate_transformers")]) == 0
+    (parts / "generate_vllm.log").write_text("Traceback ...\ngpu.sh: generate_vllm stopped at its 180 s limit\n")
+    argv = ["--combine", str(parts / "generate_transformers.json"), str(parts / "generate_vllm.json"),
+            "--out", str(tmp_path / "out" / "report")]
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert list(report["parts"]) == ["generate_transformers"]
+    assert report["parts"]["generate_transformers"]["generate"]["variants"][0]["status"] == "measured"
+    assert report["missing"][0]["last_log_line"] == "gpu.sh: generate_vllm stopped at its 180 s limit"
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## Scoring throughput - generate_transformers" in markdown and "## Not measured" in markdown
+    assert report["label"] in markdown  # the CPU label of the part travels with it
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["missing_parts"] == ["generate_vllm"] and manifest["command"] == argv
+    assert str(parts / "generate_transformers.json") in manifest["inputs"]
