@@ -137,7 +137,7 @@ resolve() {
   mkdir -p "$BUILT"
   : > "$WORK/built.txt"
   while ! "${RESOLVE[@]}" 2> "$WORK/resolve.err"; do
-    spec=$(sed -n 's/.*No matching distribution found for //p' "$WORK/resolve.err" | tail -n 1)
+    spec=$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' "$WORK/resolve.err" | tail -n 1)
     if [[ -z $spec ]]; then
       cat "$WORK/resolve.err" >&2
       die "pip could not resolve the set for CPython $PYVER on $PLATFORM (its message is above)"
