@@ -11,7 +11,8 @@
 #   2. makes a venv with --system-site-packages (the machine's torch is used, never replaced)
 #      and installs every wheel of the bundle with pip --no-index --find-links;
 #   3. stops with exit status 2 and one line if torch sees no CUDA device;
-#   4. runs the harness (bench/run.py, the checkout's code) in three parts, each in its own
+#   4. runs the harness (bench/run.py; the checkout's code, ahead of the bundle's copy of the project,
+#      so the report's git revision is this checkout's) in three parts, each in its own
 #      process under its own time limit, 8 minutes in all: training throughput, MFU and peak
 #      memory of every training variant; scoring throughput with transformers; scoring with vLLM;
 #   5. combines them into one report, DIR/report.json and DIR/report.md, with DIR/manifest.json;
@@ -120,7 +121,7 @@ print(f"gpu.sh: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA
 PY
 
 # No hub, no telemetry: the machine has no internet and the model is built from its config.
-export PYTHONPATH=$REPO HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 rm -rf "$OUT/parts"
 mkdir -p "$OUT/parts"
 [[ $SKIP_INSTALL == 1 ]] || cp "$PARTS/SHA256SUMS" "$OUT/parts/wheel-parts.SHA256SUMS"
