@@ -152,12 +152,13 @@ resolve() {
   done
 }
 
+show() { printf '%q ' "$@"; echo; }  # a command as the shell would take it back
 if [[ $DRY_RUN == 1 ]]; then
   echo "# target: CPython $PYVER, $PLATFORM; torch held at $TORCH_PIN and left out"
-  echo "${RESOLVE[*]}"
-  echo "# (a package without a wheel on the index: ${BUILD[*]} SPEC, then the above again)"
-  echo "${DOWNLOAD[*]} <each wheel of the plan but torch, nvidia-*, triton, cuda-* that torch requires>"
-  echo "${PROJECT[*]}"
+  show "${RESOLVE[@]}"
+  echo "# (a package without a wheel on the index: $(show "${BUILD[@]}")SPEC, then the above again)"
+  echo "$(show "${DOWNLOAD[@]}")<each wheel of the plan but torch, nvidia-*, triton, cuda-* that torch requires>"
+  show "${PROJECT[@]}"
   echo "tar -C $DEST -cf - . | split -b $PART_SIZE -d -a 3 - $PARTS/wheels.tar.part-"
   for pin in "${SKIPPED_SOURCE[@]}"; do echo "# not included (compiled against CUDA: build it there, see --source-wheels): $pin"; done
   exit 0
