@@ -41,6 +41,8 @@
 #   --platform TAG        target platform tag (default manylinux_2_28_x86_64; older manylinux match too)
 #   --part-size SIZE      split's -b size (default 60MB = 60,000,000 bytes; also PART_SIZE)
 #   --source-wheels DIR   prebuilt wheels of the CUDA_BUILT packages
+#   --without NAME        leave a package of the requirement files out (repeatable), e.g. one whose
+#                         pins cannot be resolved together with the rest; listed in NOT_INCLUDED.txt
 #   --plan-only           run step 1 and print what step 2 would download, then exit
 #   --pack-only           skip 1-3: pack an existing --dest folder
 #   --dry-run             print the commands of 1-4 and exit
@@ -53,6 +55,7 @@ PYVER=3.11
 PLATFORM=manylinux_2_28_x86_64
 PART_SIZE=${PART_SIZE:-60MB}
 SOURCE_WHEELS=""
+WITHOUT=()
 PACK_ONLY=0
 PLAN_ONLY=0
 DRY_RUN=0
@@ -70,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --platform) PLATFORM=$2; shift 2 ;;
     --part-size) PART_SIZE=$2; shift 2 ;;
     --source-wheels) SOURCE_WHEELS=$2; shift 2 ;;
+    --without) WITHOUT+=("${2,,}"); shift 2 ;;
     --pack-only) PACK_ONLY=1; shift ;;
     --plan-only) PLAN_ONLY=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -85,15 +89,17 @@ pins() {
     awk '{ split($0, p, /[=<>!~;\[]/); printf "%s%s\n", tolower(p[1]), substr($0, length(p[1]) + 1) }'
 }
 pin_name() { local n=${1%%[=<>!~;[]*}; echo "${n,,}"; }
-is_cuda_built() { local s; for s in "${CUDA_BUILT[@]}"; do [[ $1 == "$s" ]] && return 0; done; return 1; }
+is_in() { local item=$1 s; shift; for s in "$@"; do [[ $item == "$s" ]] && return 0; done; return 1; }
 
 TORCH_PIN=""
 WANTED=()
-SKIPPED_SOURCE=()
+SKIPPED=()  # "pin: why" of each package left out
 while read -r pin; do
   name=$(pin_name "$pin")
   if [[ $name == torch ]]; then TORCH_PIN=$pin
-  elif is_cuda_built "$name" && [[ -z $SOURCE_WHEELS ]]; then SKIPPED_SOURCE+=("$pin")
+  elif is_in "$name" "${WITHOUT[@]}"; then SKIPPED+=("$pin: left out with --without")
+  elif is_in "$name" "${CUDA_BUILT[@]}" && [[ -z $SOURCE_WHEELS ]]; then
+    SKIPPED+=("$pin: compiled against CUDA, build it there (see --source-wheels)")
   else WANTED+=("$pin")
   fi
 done < <(pins)
@@ -160,7 +166,7 @@ if [[ $DRY_RUN == 1 ]]; then
   echo "$(show "${DOWNLOAD[@]}")<each wheel of the plan but torch, nvidia-*, triton, cuda-* that torch requires>"
   show "${PROJECT[@]}"
   echo "tar -C $DEST -cf - . | split -b $PART_SIZE -d -a 3 - $PARTS/wheels.tar.part-"
-  for pin in "${SKIPPED_SOURCE[@]}"; do echo "# not included (compiled against CUDA: build it there, see --source-wheels): $pin"; done
+  for skipped in "${SKIPPED[@]}"; do echo "# not included: $skipped"; done
   exit 0
 fi
 
@@ -190,7 +196,7 @@ PY
   rm -rf "$DEST" && mkdir -p "$DEST"
   xargs -a "$WORK/download.txt" "${DOWNLOAD[@]}"
   "${PROJECT[@]}"
-  [[ ${#SKIPPED_SOURCE[@]} == 0 ]] || printf '%s\n' "${SKIPPED_SOURCE[@]}" > "$DEST/NOT_INCLUDED.txt"
+  [[ ${#SKIPPED[@]} == 0 ]] || printf '%s\n' "${SKIPPED[@]}" > "$DEST/NOT_INCLUDED.txt"
   cp "$WORK/download.txt" "$DEST/BUNDLE.txt"
 fi
 pack

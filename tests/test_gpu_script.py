@@ -64,7 +64,7 @@ def _dry_run(script: Path, *args) -> tuple[list[str], list[str]]:
     assert done.returncode == 0, done.stderr
     resolve = next(line for line in done.stdout.splitlines() if " install --dry-run " in line)
     asked = shlex.split(resolve.split("torch-constraint.txt", 1)[1])
-    left_out = re.findall(r"^# not included .*: (\S+)$", done.stdout, flags=re.M)
+    left_out = re.findall(r"^# not included: (\S+): ", done.stdout, flags=re.M)
     return asked, left_out
 
 
@@ -79,7 +79,7 @@ def test_fetch_dry_run_asks_for_every_pin_of_the_requirement_files_but_torch():
     assert "--python-version 3.12 --implementation cp --abi cp312" in done.stdout
     assert "--only-binary=:all: --platform manylinux_2_28_x86_64" in done.stdout
     assert "wheel --no-deps --quiet --wheel-dir" in done.stdout  # a source-only package is built, then resolved
-    assert done.stdout.rstrip().endswith("see --source-wheels): deepspeed-kernels")
+    assert done.stdout.rstrip().endswith("deepspeed-kernels: compiled against CUDA, build it there (see --source-wheels)")
 
 
 def test_fetch_reads_its_pins_from_the_files_and_takes_prebuilt_cuda_wheels(tmp_path):
@@ -93,6 +93,8 @@ def test_fetch_reads_its_pins_from_the_files_and_takes_prebuilt_cuda_wheels(tmp_
     assert (asked, left_out) == (["pyyaml==1.2.3", "alpha>=1,<2", "beta"], ["flash-attn==7.7.7"])
     asked, left_out = _dry_run(script, "--source-wheels", tmp_path / "built")
     assert (asked, left_out) == (["pyyaml==1.2.3", "alpha>=1,<2", "flash-attn==7.7.7", "beta"], [])
+    asked, left_out = _dry_run(script, "--without", "Alpha")
+    assert (asked, left_out) == (["pyyaml==1.2.3", "beta"], ["alpha>=1,<2", "flash-attn==7.7.7"])
     (repo / "requirements.txt").write_text("alpha\n")
     done = _run(script, "--dry-run")
     assert done.returncode == 2 and "pins no torch" in done.stderr
