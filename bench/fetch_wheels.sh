@@ -16,7 +16,7 @@
 #      torch held at its pin from requirements.txt so the rest is resolved against it. A package
 #      the index has only as source (rouge-score, deepspeed: pure Python) is built into a wheel
 #      here with `pip wheel --no-deps` and the resolution tried again;
-#   2. pip download --no-deps of every resolved wheel but torch's CUDA stack;
+#   2. pip download --no-deps of every resolved wheel but torch's CUDA stack (bench/wheel_plan.py);
 #   3. pip wheel . --no-deps (the project);
 #   4. pack the wheel folder into numbered tar parts of at most --part-size bytes and SHA256SUMS.
 #
@@ -172,26 +172,7 @@ fi
 
 if [[ $PACK_ONLY == 0 ]]; then
   resolve
-  # The plan minus torch and the CUDA runtime torch pulls in (followed through their own requirements).
-  python3 - "$WORK/plan.json" > "$WORK/download.txt" <<'PY'
-import json, re, sys
-items = {i["metadata"]["name"].lower().replace("_", "-"): i for i in json.load(open(sys.argv[1]))["install"]}
-def requires(name):
-    for spec in items[name]["metadata"].get("requires_dist") or []:
-        dep = re.match(r"[A-Za-z0-9._-]+", spec).group(0).lower().replace("_", "-")
-        if dep in items:
-            yield dep
-cuda = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
-left_out, todo = {"torch"}, ["torch"]
-while todo:
-    for dep in requires(todo.pop()):
-        if cuda.match(dep) and dep not in left_out:
-            left_out.add(dep)
-            todo.append(dep)
-for name, item in sorted(items.items()):
-    if name not in left_out:
-        print(f"{item['metadata']['name']}=={item['metadata']['version']}")
-PY
+  python3 "$REPO/bench/wheel_plan.py" "$WORK/plan.json" > "$WORK/download.txt"
   if [[ $PLAN_ONLY == 1 ]]; then cat "$WORK/download.txt"; exit 0; fi
   rm -rf "$DEST" && mkdir -p "$DEST"
   xargs -a "$WORK/download.txt" "${DOWNLOAD[@]}"

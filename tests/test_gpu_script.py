@@ -100,6 +100,31 @@ def test_fetch_reads_its_pins_from_the_files_and_takes_prebuilt_cuda_wheels(tmp_
     assert done.returncode == 2 and "pins no torch" in done.stderr
 
 
+def _report_item(name: str, version: str, *requires: str) -> dict:
+    return {"metadata": {"name": name, "version": version, "requires_dist": list(requires)}}
+
+
+def test_the_plan_leaves_out_torch_and_only_the_cuda_runtime_torch_brings(tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"install": [
+        _report_item("torch", "2.13.0", "filelock", "nvidia-cudnn-cu12==9.1; platform_system == 'Linux'",
+                     "triton==3.9.0; platform_system == 'Linux'", "sympy>=1.13"),
+        _report_item("nvidia-cudnn-cu12", "9.1", "nvidia_cublas_cu12"),
+        _report_item("nvidia_cublas_cu12", "12.8"),
+        _report_item("triton", "3.9.0"),
+        _report_item("sympy", "1.14.0"),
+        _report_item("filelock", "3.20.0"),
+        _report_item("vllm", "0.33.0", "torch==2.13.0", "nvidia-cutlass-dsl>=4", "triton"),
+        _report_item("nvidia-cutlass-dsl", "4.2.0"),
+        _report_item("Liger_Kernel", "0.8.1", "triton>=3"),
+    ]}))
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "wheel_plan.py"), str(plan)],
+                          capture_output=True, text=True, check=True)
+    # the small pure-Python requirements of torch stay: the other pins may need versions of their own
+    assert done.stdout.split() == ["filelock==3.20.0", "Liger_Kernel==0.8.1", "nvidia-cutlass-dsl==4.2.0",
+                                   "sympy==1.14.0", "vllm==0.33.0"]
+
+
 def _pack(dest: Path, parts: Path, size: str = "1MB") -> subprocess.CompletedProcess:
     done = _run(FETCH, "--pack-only", "--dest", dest, "--parts", parts, "--part-size", size)
     assert done.returncode == 0, done.stderr
