@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, cli, finish, stream
 from recipekit.dataio.rows import FieldError
 from recipekit.templates.shapes import conversation, messages_of
 from recipekit.templates.special_tokens import backfill_sentinels, sentinel_pair
@@ -62,5 +62,5 @@ def _run(argv: list[str] | None) -> int:
             return {"instruction": instruction, "solution": solution, "conversations": conversation(args.system, user)}
         return {"conversations": conversation(args.system, user, wrap("thinking", sentinel_free(row, "thinking")))}
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
+    records = stream(args.input, convert, stats, args.skip_invalid)
     return finish(args, stats, {args.output: records}, messages_of)

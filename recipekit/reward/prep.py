@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect_located, finish
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, finish, stream_located
 from recipekit.dataio.rows import FieldError, source_split
 from recipekit.templates.shapes import messages_of
 
@@ -122,9 +122,9 @@ def _run(argv: list[str] | None) -> int:
             return pair
         return {"system": args.system, "input": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]}
 
-    located = collect_located(args.input, convert, stats, args.skip_invalid)
+    located = stream_located(args.input, convert, stats, args.skip_invalid)
     if args.format == "eval":
-        records = [{**pair, "split": pair.get("split") or source_split(source)} for source, _, pair in located]
+        records = ({**pair, "split": pair.get("split") or source_split(source)} for source, _, pair in located)
     else:
-        records = [record for _, _, record in located]
+        records = (record for _, _, record in located)
     return finish(args, stats, {args.output: records}, messages_of)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, cli, finish, stream
 from recipekit.dataio.rows import FieldError
 
 USAGE = """
@@ -88,5 +88,5 @@ def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__ + USAGE)
     args = parser.parse_args(argv)
     stats = Stats()
-    records = collect(args.input, build_pair, stats, args.skip_invalid)
+    records = stream(args.input, build_pair, stats, args.skip_invalid)
     return finish(args, stats, {args.output: records}, lambda record: record["chosen"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, dedupe, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, cli, dedupe, finish, stream
 from recipekit.templates.shapes import conversation, messages_of
 
 DEFAULT_SYSTEM = (
@@ -36,6 +36,6 @@ def _run(argv: list[str] | None) -> int:
         answer = fields.text(row, args.answer_field)
         return {"conversations": conversation(args.system or None, question, answer)}
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
+    records = stream(args.input, convert, stats, args.skip_invalid)
     records = dedupe(records, lambda r: tuple(t["value"] for t in r["conversations"]), stats)
     return finish(args, stats, {args.output: records}, messages_of)

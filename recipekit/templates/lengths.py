@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 from recipekit.templates.chat_format import render
 
@@ -16,7 +17,13 @@ def load_tokenizer(path: str):
 
 def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
     """Tokens of the full training text; the template writes BOS itself, so none is added."""
-    return len(tokenizer(render(tokenizer, messages), add_special_tokens=False)["input_ids"])
+    return token_lengths(tokenizer, [messages])[0]
+
+
+def token_lengths(tokenizer, conversations: Sequence[list[dict[str, str]]]) -> list[int]:
+    """`token_length` of each conversation, rendered one by one and tokenised in one batched call."""
+    texts = [render(tokenizer, messages) for messages in conversations]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def percentiles(lengths: list[int]) -> dict[str, int]:
