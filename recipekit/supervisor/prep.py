@@ -197,6 +197,8 @@ def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> lis
 def _count_cuts(records: list[dict[str, Any]], tokenizer, users: dict[int, str],
                 cuts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
     """{(record index, user-text length): token count of the conversation cut there}, in one batched call."""
+    if not cuts:
+        return {}
     texts = [_render_with_user(records[i], tokenizer, users[i][:at]) for i, at in cuts]
     return dict(zip(cuts, (len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])))
 

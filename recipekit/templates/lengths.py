@@ -23,6 +23,8 @@ def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
 def token_lengths(tokenizer, conversations: Sequence[list[dict[str, str]]]) -> list[int]:
     """`token_length` of each conversation, rendered one by one and tokenised in one batched call."""
     texts = [render(tokenizer, messages) for messages in conversations]
+    if not texts:
+        return []
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
