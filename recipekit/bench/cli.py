@@ -3,6 +3,7 @@
     python bench/run.py --suite packing --out bench/results/packing
     python bench/run.py --suite all --tiny --out bench/results/cpu_tiny
     python bench/run.py --suite train --model-config bench/configs/gemma-4-12B-it.json --out bench/results/h100_train
+    python bench/run.py --suite prep --out bench/results/prep_speed
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from recipekit.bench.lengths import spec_record
 from recipekit.bench.model_build import BenchError, load_text_config
 from recipekit.bench.report import CPU_LABEL, environment, write_report
 
-SUITES = ("packing", "train", "generate")
+SUITES = ("packing", "train", "generate")  # `all`; the preprocessor suite runs on its own (minutes, no model)
 
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=SUITES + ("all",), default="all")
+    parser.add_argument("--suite", choices=SUITES + ("prep", "all"), default="all")
     parser.add_argument("--out", type=Path, required=True, help="report path without extension")
     parser.add_argument("--tiny", action="store_true", help="tiny Gemma 4 and a few short rows: a CPU code-path check")
     parser.add_argument("--model-config", type=Path, help="config.json of the model to build (needed without --tiny)")
@@ -33,6 +34,8 @@ def _parse(argv):
     parser.add_argument("--rows", type=int, help="scoring rows (default 199, 5 with --tiny)")
     parser.add_argument("--new-tokens", type=int, help="new tokens per scored row (default 900, 4 with --tiny)")
     parser.add_argument("--batch-size", type=int, help="batched scoring batch size (default 64, 2 with --tiny)")
+    parser.add_argument("--prep-rows", default="20000,200000",
+                        help="input sizes of the prep suite, comma-separated (default %(default)s)")
     parser.add_argument("--loop-rows", type=int,
                         help="rows timed one at a time, then extrapolated (default 8, 2 with --tiny)")
     return parser.parse_args(argv)
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     chosen = SUITES if args.suite == "all" else (args.suite,)
+    try:
+        prep_rows = tuple(int(n) for n in args.prep_rows.split(","))
+    except ValueError:
+        print(f"bench: --prep-rows {args.prep_rows!r} is not a comma-separated list of row counts", file=sys.stderr)
+        return 2
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     env = environment()
@@ -60,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             report["packing"] = suites.packing_suite(seed=args.seed)
             sections.append(("Packing (no model; Axolotl's MultipackBatchSampler)",
                              suites.packing_markdown(report["packing"])))
+        if "prep" in chosen:
+            from recipekit.bench.prep_speed import prep_markdown, prep_suite
+
+            report["prep"] = prep_suite(prep_rows, seed=args.seed)
+            sections.append(("Preprocessor speed and memory (synthetic rows, child processes)",
+                             prep_markdown(report["prep"])))
         if "train" in chosen:
             from recipekit.bench.throughput import run_training_suite
 
