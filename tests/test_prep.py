@@ -7,12 +7,14 @@ import runpy
 import subprocess
 import sys
 from collections import Counter
+from datetime import date
 
 import pytest
 from transformers import AutoTokenizer
 
 from recipekit.backfill import prep as backfill
 from recipekit.chatbot import prep as bitext
+from recipekit.dataio.prep_runner import Spool
 from recipekit.dataio.rows import source_split
 from recipekit.reward import prep as preference
 from recipekit.sppo import prompts as sppo_prompts
@@ -169,6 +171,15 @@ def test_supervisor_clips_user_text_never_the_judgement(tmp_path, tiny_model, ca
         assert before["conversations"][1]["value"].startswith(after["conversations"][1]["value"])
         changed += after != before
     assert changed > 0 and f"clipped: {changed}" in summary and "tokens: p50" in summary
+
+
+def test_spool_reads_records_back_in_any_order_between_appends():
+    spool = Spool()
+    spool.extend({"n": n, "text": "행" * n} for n in range(5))
+    assert [r["n"] for r in spool.take([3, 0, 4, 3])] == [3, 0, 4, 3]
+    spool.append({"n": 5, "when": date(2026, 1, 2)})  # after a read, appends still go to the end
+    assert [r["n"] for r in spool] == [0, 1, 2, 3, 4, 5] == [r["n"] for r in spool] and len(spool) == 6
+    assert next(spool.take([5]))["when"] == date(2026, 1, 2)
 
 
 def test_supervisor_clip_batch_cuts_where_one_more_character_would_not_fit(tiny_model):
