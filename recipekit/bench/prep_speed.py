@@ -171,7 +171,7 @@ def _add_marginal_rates(results: list[dict[str, Any]]) -> None:
 def prep_markdown(section: dict[str, Any]) -> str:
     columns = ["case", "rows", "seconds", "rows_per_s", "marginal_rows_per_s", "peak_rss_mb", "clipped", "load_1min_before",
                "load_1min_after"]
-    note = (f"{section['cpus']} CPU cores; wall time includes start-up (importing transformers); "
+    note = (f"{section['cpus']} CPU cores; wall time includes start-up (the supervisor's: importing transformers); "
             f"marginal_rows_per_s: rows/s between the two sizes (start-up taken out); peak memory is the "
             f"child's resident high-water mark; load is the 1-minute load average.")
     return markdown_table(section["cases"], columns) + "\n\n" + note
