@@ -14,6 +14,7 @@ and the judge's raw replies, and are counted in the summary.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -190,7 +191,8 @@ def _run(argv: list[str] | None, judge: Judge | None = None) -> int:
                   messages_of)
 
 
-def _judged(rounds: Iterable[list[dict[str, Any]]], judge: Judge, args, stats: Stats) -> Iterator[dict[str, str]]:
+def _judged(rounds: Iterable[list[dict[str, Any]]], judge: Judge, args: argparse.Namespace,
+            stats: Stats) -> Iterator[dict[str, str]]:
     """The kept rows of each round of prompts; at the end, the counts (or the error if none was kept)."""
     total, prompts = JudgeOutcome(), 0
     for items in rounds:
