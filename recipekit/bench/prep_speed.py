@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from recipekit.bench.report import markdown_table
+from recipekit.bench.report import cell
 from recipekit.paths import REPO_ROOT
+from recipekit.reporting.tables import markdown_table
 
 DEFAULT_ROWS = (20_000, 200_000)
 MAX_TOKENS = 458  # the 80th percentile of the synthetic supervisor rows with the tiny Gemma 4 tokenizer
@@ -174,4 +175,4 @@ def prep_markdown(section: dict[str, Any]) -> str:
     note = (f"{section['cpus']} CPU cores; wall time includes start-up (the supervisor's: importing transformers); "
             f"marginal_rows_per_s: rows/s between the two sizes (start-up taken out); peak memory is the "
             f"child's resident high-water mark; load is the 1-minute load average.")
-    return markdown_table(section["cases"], columns) + "\n\n" + note
+    return markdown_table(columns, section["cases"], cell) + "\n" + note
