@@ -17,7 +17,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, finish, stream
 from recipekit.dataio.rows import FieldError
 from recipekit.templates.shapes import conversation, messages_of
 from recipekit.templates.special_tokens import backfill_sentinels, sentinel_pair
@@ -62,5 +62,5 @@ def main(argv: list[str] | None = None) -> int:
             return {"instruction": instruction, "solution": solution, "conversations": conversation(args.system, user)}
         return {"conversations": conversation(args.system, user, wrap("thinking", sentinel_free(row, "thinking")))}
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
+    records = stream(args.input, convert, stats, args.skip_invalid)
     return finish(args, stats, {args.output: records}, messages_of)

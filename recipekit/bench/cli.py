@@ -4,6 +4,7 @@
     python bench/run.py --suite all --tiny --out bench/results/cpu_tiny
     python bench/run.py --suite train --model-config bench/configs/gemma-4-12B-it.config.json --out bench/results/h100_train
     python bench/run.py --combine OUT/parts/train.json OUT/parts/generate.json --out OUT/report
+    python bench/run.py --suite prep --out bench/results/prep_speed
 
 --combine writes one report (and a manifest.json beside it) from the reports of earlier runs,
 each run in its own process so that one that fails or runs out of time loses only its own part.
@@ -24,7 +25,7 @@ from recipekit.bench.projection import ARCHITECTURES
 from recipekit.bench.report import CPU_LABEL, environment, write_report
 from recipekit.cli import command
 
-SUITES = ("packing", "train", "generate")
+SUITES = ("packing", "train", "generate")  # `all`; the preprocessor suite runs on its own (minutes, no model)
 
 
 def _variant_names(suite: str) -> list[str]:
@@ -36,7 +37,7 @@ def _variant_names(suite: str) -> list[str]:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=SUITES + ("all",), default="all")
+    parser.add_argument("--suite", choices=SUITES + ("prep", "all"), default="all")
     parser.add_argument("--out", type=Path, required=True, help="report path without extension")
     parser.add_argument("--tiny", action="store_true", help="tiny Gemma 4 and a few short rows: a CPU code-path check")
     parser.add_argument("--model-config", type=Path, help="config.json of the model to build (needed without --tiny)")
@@ -47,6 +48,8 @@ def parse_args(argv):
     parser.add_argument("--rows", type=int, help="scoring rows (default 199, 5 with --tiny)")
     parser.add_argument("--new-tokens", type=int, help="new tokens per scored row (default 900, 4 with --tiny)")
     parser.add_argument("--batch-size", type=int, help="batched scoring batch size (default 64, 2 with --tiny)")
+    parser.add_argument("--prep-rows", default="20000,200000",
+                        help="input sizes of the prep suite, comma-separated (default %(default)s)")
     parser.add_argument("--loop-rows", type=int,
                         help="rows timed one at a time, then extrapolated (default 8, 2 with --tiny)")
     parser.add_argument("--variants", type=lambda text: [n for n in text.split(",") if n],
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {json_path}, {md_path} and {json_path.parent / 'manifest.json'}")
         return 0
     chosen = SUITES if args.suite == "all" else (args.suite,)
+    try:
+        prep_rows = tuple(int(n) for n in args.prep_rows.split(","))
+    except ValueError as err:
+        raise BenchError(f"--prep-rows {args.prep_rows!r} is not a comma-separated list of row counts") from err
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     env = environment()
@@ -97,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             check_architecture(config, args.architecture)
         if "packing" in chosen:
             report["packing"] = suites.packing_suite(seed=args.seed)
+        if "prep" in chosen:
+            from recipekit.bench.prep_speed import prep_suite
+
+            report["prep"] = prep_suite(prep_rows, seed=args.seed)
         if "train" in chosen:
             from recipekit.bench.throughput import TRAIN_VARIANTS, run_training_suite
 

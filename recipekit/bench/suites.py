@@ -14,6 +14,7 @@ from recipekit.bench.lengths import (
     spec_record,
     synthetic_lengths,
 )
+from recipekit.bench.prep_speed import prep_markdown
 from recipekit.bench.report import cell
 from recipekit.paths import RECIPES_DIR
 from recipekit.reporting.tables import markdown_table
@@ -113,6 +114,7 @@ SECTION_HEADINGS = {
     "packing": ("Packing (no model; Axolotl's MultipackBatchSampler)", packing_markdown),
     "train": ("Training throughput (LoRA r=16, all linear layers)", training_markdown),
     "generate": ("Scoring throughput", generation_markdown),
+    "prep": ("Preprocessor speed and memory (synthetic rows, child processes)", prep_markdown),
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
+from recipekit.dataio.prep_runner import Spool, Stats, base_parser, finish, stream
 from recipekit.dataio.split import stratified_split
 from recipekit.templates.shapes import conversation, messages_of
 
@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             "conversations": turns,
         }
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
-    outputs = {args.output: records}
-    if args.split_test is not None:
-        outputs[args.output], outputs[args.test_output] = stratified_split(
-            records, lambda r: r["intent"], args.split_test, args.seed
-        )
-    return finish(args, stats, outputs, messages_of)
+    records = stream(args.input, convert, stats, args.skip_invalid)
+    if args.split_test is None:
+        return finish(args, stats, {args.output: records}, messages_of)
+    spool, intents = Spool(), []  # the split draws indices by intent; the rows wait on disk
+    for record in records:
+        spool.append(record)
+        intents.append(record["intent"])
+    train, test = stratified_split(list(range(len(spool))), intents.__getitem__, args.split_test, args.seed)
+    return finish(args, stats, {args.output: spool.take(train), args.test_output: spool.take(test)}, messages_of)

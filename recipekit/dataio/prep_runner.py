@@ -1,24 +1,73 @@
 """What every preprocessor shares: arguments, the row loop, rejects, atomic output, summary.
 
 A preprocessor supplies `convert(row) -> record | Drop`, raising FieldError on a bad
-row. `collect` turns that into located RowErrors: the run stops at the first one, or,
-with --skip-invalid, counts it and keeps it for --rejects. Nothing is written until every
-row has been read, and every file is written to a temporary name and renamed, so a
+row. `stream` turns that into located RowErrors: the run stops at the first one, or,
+with --skip-invalid, counts it and keeps it for --rejects. Rows stream from the input to
+the output, so memory does not grow with the input: a step that needs every row (a
+split, oversampling, parts) keeps the records in a `Spool` on disk and only their
+indices and keys in memory. Every file is written to a temporary name and renamed, so a
 failed run leaves no output behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
+import tempfile
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
+
+CHUNK_ROWS = 1024  # rows converted, clipped or counted per batched tokenizer call
+
+
+class Spool:
+    """Records kept in an unnamed temporary file, read back in any order by index.
+
+    A list's interface (append, extend, len, iteration) at a few bytes of memory per record.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._offsets = array("q", [0])
+        self._position = 0  # of the file, kept here to seek only when a read or write moved it
+
+    def append(self, record: Any) -> None:
+        if self._position != self._offsets[-1]:
+            self._file.seek(self._offsets[-1])
+        data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.write(data)
+        self._offsets.append(self._offsets[-1] + len(data))
+        self._position = self._offsets[-1]
+
+    def extend(self, records: Iterable[Any]) -> None:
+        for record in records:
+            self.append(record)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.take(range(len(self)))
+
+    def take(self, indices: Iterable[int]) -> Iterator[Any]:
+        """The records at `indices`, in that order (a sequential run reads without seeking)."""
+        for index in indices:
+            start, end = self._offsets[index], self._offsets[index + 1]
+            if self._position != start:
+                self._file.seek(start)
+            data = self._file.read(end - start)
+            self._position = end
+            yield pickle.loads(data)
 
 
 @dataclass(frozen=True)
@@ -36,7 +85,7 @@ class Stats:
     rejected: int = 0
     duplicates: int = 0
     dropped: Counter = field(default_factory=Counter)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: Spool = field(default_factory=Spool)
 
 
 def base_parser(description: str | None) -> argparse.ArgumentParser:
@@ -49,6 +98,12 @@ def base_parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", help="tokenizer path: enables token-length percentiles in the summary")
     parser.add_argument("--seed", type=int, default=42, help="seed of every shuffle and split")
     return parser
+
+
+def chunks(items: Iterable[Any], size: int = CHUNK_ROWS) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def read_objects(source: str | Path, stats: Stats) -> Iterator[tuple[int, dict | RowError]]:
@@ -70,83 +125,136 @@ def reject(err: RowError, stats: Stats, skip_invalid: bool) -> None:
 
 
 def collect(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool) -> list[Any]:
-    """Convert every row of every input; bad rows raise RowError or, when skipped, become rejects."""
-    return [record for _, _, record in collect_located(inputs, convert, stats, skip_invalid)]
+    """Every record of `stream`, in a list: for inputs known to be small."""
+    return list(stream(inputs, convert, stats, skip_invalid))
 
 
-def collect_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats,
-                    skip_invalid: bool) -> list[tuple[str, int, Any]]:
-    """`collect`, each record as (file, line, record), so a later check can name its row in a reject."""
-    records = []
+def stream(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool,
+           finalize: Callable[[list[Any]], list[Any]] | None = None) -> Iterator[Any]:
+    """Convert every row of every input, lazily; bad rows raise RowError or, when skipped, become rejects."""
+    return (record for _, _, record in stream_located(inputs, convert, stats, skip_invalid, finalize))
+
+
+def stream_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool,
+                   finalize: Callable[[list[Any]], list[Any]] | None = None) -> Iterator[tuple[str, int, Any]]:
+    """`stream`, each record as (file, line, record), so a later check can name its row in a reject.
+
+    `finalize` takes a chunk's converted records and returns, for each, the final record or a
+    FieldError: a step that is cheaper in batches (tokenizing). Rows still fail in input order.
+    """
+    inputs, kept = list(inputs), 0
     for source in inputs:
-        for line, row in read_objects(source, stats):
-            try:
-                if isinstance(row, RowError):
-                    raise row
-                result = _convert(convert, row, str(source), line)
-            except RowError as err:
-                reject(err, stats, skip_invalid)
-                continue
-            if isinstance(result, Drop):
-                stats.dropped[result.reason] += 1
-            else:
-                records.append((str(source), line, result))
+        for chunk in chunks(read_objects(source, stats)):
+            results = [(line, row, row if isinstance(row, RowError) else _convert(convert, row, str(source), line))
+                       for line, row in chunk]
+            if finalize is not None:
+                results = _finalized(results, finalize, str(source))
+            for line, row, result in results:
+                if isinstance(result, RowError):
+                    reject(result, stats, skip_invalid)
+                elif isinstance(result, Drop):
+                    stats.dropped[result.reason] += 1
+                else:
+                    kept += 1
+                    yield str(source), line, result
     if stats.rows_in == 0:
         raise PrepError(f"{', '.join(map(str, inputs))}: input has no rows")
-    if not records:
+    if not kept:
         raise PrepError(f"no usable rows: {stats.rejected} rejected, {sum(stats.dropped.values())} dropped")
-    return records
 
 
 def _convert(convert: Callable[[dict], Any], row: dict, source: str, line: int) -> Any:
+    """The record, a Drop, or the located RowError (returned, so the chunk's earlier rows go first)."""
     try:
         return convert(row)
     except FieldError as err:
-        raise RowError(source, line, err.field, err.reason, raw=row) from err
+        return RowError(source, line, err.field, err.reason, raw=row)
 
 
-def dedupe(records: list[Any], key: Callable[[Any], Any], stats: Stats) -> list[Any]:
-    """Keep the first of each group of records with equal `key`; count the rest as duplicates."""
-    seen, kept = set(), []
+def _finalized(results: list[tuple[int, Any, Any]], finalize: Callable[[list[Any]], list[Any]],
+               source: str) -> list[tuple[int, Any, Any]]:
+    usable = [i for i, (_, _, result) in enumerate(results) if not isinstance(result, (RowError, Drop))]
+    for i, final in zip(usable, finalize([results[i][2] for i in usable]), strict=True):
+        line, row, _ = results[i]
+        if isinstance(final, FieldError):
+            final = RowError(source, line, final.field, final.reason, raw=row)
+        results[i] = (line, row, final)
+    return results
+
+
+def dedupe(records: Iterable[Any], key: Callable[[Any], Any], stats: Stats) -> Iterator[Any]:
+    """Keep the first of each group of records with equal `key`; count the rest as duplicates.
+
+    Only a 16-byte digest of each key is held, not the key itself.
+    """
+    seen = set()
     for record in records:
-        k = key(record)
-        if k in seen:
+        digest = hashlib.blake2b(repr(key(record)).encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
             stats.duplicates += 1
         else:
-            seen.add(k)
-            kept.append(record)
-    return kept
+            seen.add(digest)
+            yield record
 
 
-def finish(args: argparse.Namespace, stats: Stats, outputs: dict[Path, list[dict[str, Any]]],
-           length_messages: Callable[[dict], list[dict[str, str]]] | None = None) -> int:
-    """Write every output (and the rejects), then print the summary. Returns the exit status."""
+def finish(args: argparse.Namespace, stats: Stats, outputs: dict[Path, Iterable[dict[str, Any]]],
+           length_messages: Callable[[dict], list[dict[str, str]]] | None = None,
+           token_lengths: Sequence[int] | None = None) -> int:
+    """Write every output (and the rejects), then print the summary. Returns the exit status.
+
+    With --tokenizer the summary gives token-length percentiles of the rows written:
+    `token_lengths` when the preprocessor counted them already (in output order), else
+    counted here from `length_messages` in batches while writing.
+    """
+    counter = None
+    if args.tokenizer and length_messages is not None and token_lengths is None:
+        from recipekit.checkpoints.load import load_tokenizer
+
+        counter = _LengthTap(load_tokenizer(args.tokenizer), length_messages)
+    counts: dict[Path, int] = {}
     for path, records in outputs.items():
-        write_jsonl(path, records)
+        write_jsonl(path, _counted(counter.tap(records) if counter else records, counts, path))
     if args.rejects is not None:
         write_jsonl(args.rejects, stats.rejects)
-    stats.rows_out = sum(len(records) for records in outputs.values())
-    print(summary(stats, outputs, args.tokenizer, length_messages))
+    stats.rows_out = sum(counts.values())
+    lengths = counter.lengths if counter else token_lengths
+    print(summary(stats, counts, lengths if args.tokenizer and length_messages is not None else None))
     return 0
 
 
-def summary(stats: Stats, outputs: dict[Path, list[dict[str, Any]]], tokenizer_path: str | None,
-            length_messages: Callable[[dict], list[dict[str, str]]] | None) -> str:
+def _counted(records: Iterable[Any], counts: dict[Path, int], path: Path) -> Iterator[Any]:
+    counts[path] = 0
+    for record in records:
+        counts[path] += 1
+        yield record
+
+
+class _LengthTap:
+    """Counts the tokens of records on their way to the output, a batch at a time."""
+
+    def __init__(self, tokenizer, length_messages: Callable[[dict], list[dict[str, str]]]):
+        self.tokenizer, self.length_messages, self.lengths = tokenizer, length_messages, array("q")
+
+    def tap(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        from recipekit.templates.lengths import token_lengths
+
+        for chunk in chunks(records):
+            self.lengths.extend(token_lengths(self.tokenizer, [self.length_messages(r) for r in chunk]))
+            yield from chunk
+
+
+def summary(stats: Stats, counts: dict[Path, int], lengths: Sequence[int] | None) -> str:
     lines = [
         f"rows in: {stats.rows_in}",
-        f"rows out: {stats.rows_out} ({', '.join(f'{p}: {len(r)}' for p, r in outputs.items())})",
+        f"rows out: {stats.rows_out} ({', '.join(f'{p}: {n}' for p, n in counts.items())})",
         f"clipped: {stats.clipped}",
         f"rejected: {stats.rejected}",
         f"duplicates: {stats.duplicates}",
     ]
     for reason, count in sorted(stats.dropped.items()):
         lines.append(f"dropped ({reason}): {count}")
-    if tokenizer_path and length_messages is not None:
-        from recipekit.checkpoints.load import load_tokenizer
-        from recipekit.templates.lengths import percentiles, token_length
+    if lengths is not None:
+        from recipekit.templates.lengths import percentiles
 
-        tokenizer = load_tokenizer(tokenizer_path)
-        lengths = [token_length(tokenizer, length_messages(r)) for rs in outputs.values() for r in rs]
         lines.append("tokens: " + ", ".join(f"{name} {value}" for name, value in percentiles(lengths).items()))
     return "\n".join(lines)
-

@@ -81,6 +81,14 @@ def _table_rows(table) -> Iterator[tuple[int, Any]]:
         yield number, dict(record) if isinstance(record, dict) else record
 
 
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """A record batch at a time, so a large file is never held whole as Python objects."""
+    import pyarrow.parquet as pq
+
+    batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+    return _table_rows(row for batch in batches for row in batch.to_pylist())
+
+
 def hub_name_split(name: str) -> tuple[str, str]:
     """`owner/name[:split]` -> (dataset name, split); the split is train unless named."""
     dataset_name, _, split = name.partition(":")
@@ -117,9 +125,7 @@ def read_rows(source: str | Path) -> Iterator[tuple[int, Any]]:
         if suffix == ".csv":
             return _csv_rows(path)
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return _table_rows(pq.read_table(path).to_pylist())
+            return _parquet_rows(path)
         raise PrepError(f"{path}: unknown input format {suffix!r}; use .jsonl, .json, .csv or .parquet")
     if "/" in str(source) and not str(source).startswith((".", "/")) and path.suffix == "":
         return _hub_rows(str(source))

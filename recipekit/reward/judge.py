@@ -14,16 +14,17 @@ and the judge's raw replies, and are counted in the summary.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.jsonl import write_jsonl
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect, finish
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, chunks, finish, stream
 from recipekit.dataio.rows import PrepError
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
@@ -49,6 +50,7 @@ You may think briefly first. Then end your reply with one last line that is exac
 "Verdict: B", and nothing after it."""
 
 _VERDICT_LINE = re.compile(r"Verdict: ([AB])")
+PROMPTS_PER_ROUND = 512  # prompts read, judged and written per round, so memory does not grow with the input
 
 
 class VerdictError(RecipekitError, ValueError):
@@ -184,22 +186,36 @@ def main(argv: list[str] | None = None, judge: Judge | None = None) -> int:
     args = parser.parse_args(argv)
     check_model_args(args, "tokenizer", "judge")
     stats = Stats()
-    items = collect(args.input, _candidates, stats, args.skip_invalid)
-    for number, item in enumerate(items):
-        if item["id"] is None:
-            item["id"] = f"prompt-{number}"
+    rounds = chunks(stream(args.input, _candidates, stats, args.skip_invalid), PROMPTS_PER_ROUND)
+    first = next(rounds)  # the input's first rows are read and checked before the judge model loads
     judge = judge or model_judge(args.judge, args.backend, args.batch_size, args.max_new_tokens, args.dtype)
-    outcome = judge_pairs(items, judge, args.system)
-    stats.rejects.extend(outcome.rejects)
-    for reason, count in (("judge reply not parsed", outcome.parse_failures),
-                          ("inconsistent across the swap", outcome.inconsistent)):
+    return finish(args, stats, {args.output: _judged(itertools.chain([first], rounds), judge, args, stats)},
+                  messages_of)
+
+
+def _judged(rounds: Iterable[list[dict[str, Any]]], judge: Judge, args: argparse.Namespace,
+            stats: Stats) -> Iterator[dict[str, str]]:
+    """The kept rows of each round of prompts; at the end, the counts (or the error if none was kept)."""
+    total, prompts = JudgeOutcome(), 0
+    for items in rounds:
+        for item in items:
+            if item["id"] is None:
+                item["id"] = f"prompt-{prompts}"
+            prompts += 1
+        outcome = judge_pairs(items, judge, args.system)
+        stats.rejects.extend(outcome.rejects)
+        for name in ("pairs", "inconsistent", "parse_failures", "unparsed_replies"):
+            setattr(total, name, getattr(total, name) + getattr(outcome, name))
+        yield from outcome.rows
+    for reason, count in (("judge reply not parsed", total.parse_failures),
+                          ("inconsistent across the swap", total.inconsistent)):
         if count:
             stats.dropped[f"pairs, {reason}"] = count
-    print(f"prompts: {len(items)}, pairs judged: {outcome.pairs} (x2 orders), kept: {len(outcome.rows)}, "
-          f"inconsistent: {outcome.inconsistent}, parse failures: {outcome.parse_failures} pairs "
-          f"({outcome.unparsed_replies} replies)")
-    if not outcome.rows:  # the rejects still tell why
+    kept = total.pairs - total.inconsistent - total.parse_failures
+    print(f"prompts: {prompts}, pairs judged: {total.pairs} (x2 orders), kept: {kept}, "
+          f"inconsistent: {total.inconsistent}, parse failures: {total.parse_failures} pairs "
+          f"({total.unparsed_replies} replies)")
+    if not kept:  # the rejects still tell why
         if args.rejects is not None:
             write_jsonl(args.rejects, stats.rejects)
         raise PrepError(f"no consistent pair to write to {args.output}; see {args.rejects or 'the counts above'}")
-    return finish(args, stats, {args.output: outcome.rows}, messages_of)

@@ -26,7 +26,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect_located, finish
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, finish, stream_located
 from recipekit.dataio.rows import FieldError, source_split
 from recipekit.templates.shapes import messages_of
 
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             return pair
         return {"system": args.system, "input": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]}
 
-    located = collect_located(args.input, convert, stats, args.skip_invalid)
+    located = stream_located(args.input, convert, stats, args.skip_invalid)
     if args.format == "eval":
-        records = [{**pair, "split": pair.get("split") or source_split(source)} for source, _, pair in located]
+        records = ({**pair, "split": pair.get("split") or source_split(source)} for source, _, pair in located)
     else:
-        records = [record for _, _, record in located]
+        records = (record for _, _, record in located)
     return finish(args, stats, {args.output: records}, messages_of)

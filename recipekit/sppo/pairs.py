@@ -16,7 +16,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, finish, stream
 from recipekit.dataio.rows import FieldError
 
 USAGE = """
@@ -88,5 +88,5 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_model_args(args, "tokenizer")
     stats = Stats()
-    records = collect(args.input, build_pair, stats, args.skip_invalid)
+    records = stream(args.input, build_pair, stats, args.skip_invalid)
     return finish(args, stats, {args.output: records}, lambda record: record["chosen"])

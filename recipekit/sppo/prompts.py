@@ -21,7 +21,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect_located, dedupe, finish
+from recipekit.dataio.prep_runner import CHUNK_ROWS, Spool, Stats, base_parser, chunks, dedupe, finish, stream_located
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.dataio.split import disjoint_parts
 from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
@@ -32,15 +32,22 @@ def part_path(output: Path, index: int) -> Path:
     return output.with_name(f"{output.stem}_iter{index}{output.suffix or '.jsonl'}")
 
 
-def drop_long_prompts(located: list[tuple[str, int, dict[str, str]]], tokenizer, limit: int, field: str,
-                      stats: Stats) -> list[tuple[str, int, dict[str, str]]]:
-    """The (file, line, record) rows within `limit`; the others are counted and kept as rejects."""
-    too_long = over_limit(tokenizer, [record["prompt"] for _, _, record in located], limit)
-    for index, reason in too_long.items():
-        source, line, record = located[index]
-        stats.dropped[f"prompt over {limit} tokens"] += 1
-        stats.rejects.append(RowError(source, line, field, reason, raw={field: record["prompt"]}).as_reject())
-    return [row for index, row in enumerate(located) if index not in too_long]
+def drop_long_prompts(located: Spool, tokenizer, limit: int, field: str, stats: Stats) -> list[int]:
+    """Indices of the (file, line, record) rows within `limit`; the others are counted and kept as rejects.
+
+    Counted a batch at a time, in one batched tokenizer call each.
+    """
+    kept = []
+    for start, batch in zip(range(0, len(located), CHUNK_ROWS), chunks(located, CHUNK_ROWS)):
+        too_long = over_limit(tokenizer, [record["prompt"] for _, _, record in batch], limit)
+        for index, (source, line, record) in enumerate(batch):
+            if index in too_long:
+                stats.dropped[f"prompt over {limit} tokens"] += 1
+                stats.rejects.append(RowError(source, line, field, too_long[index],
+                                              raw={field: record["prompt"]}).as_reject())
+            else:
+                kept.append(start + index)
+    return kept
 
 
 @command
@@ -63,11 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     def convert(row: dict[str, Any]) -> dict[str, str]:
         return {"prompt": fields.text(row, args.field).strip()}
 
-    located = dedupe(collect_located(args.input, convert, stats, args.skip_invalid), lambda r: r[2]["prompt"], stats)
+    # The prompts wait on disk; the limit and the parts deal with their indices.
+    located = Spool()
+    located.extend(dedupe(stream_located(args.input, convert, stats, args.skip_invalid), lambda r: r[2]["prompt"],
+                          stats))
+    kept = list(range(len(located)))
     if args.max_prompt_tokens:
         tokenizer = policy_tokenizer(args.tokenizer, PrepError)
-        located = drop_long_prompts(located, tokenizer, args.max_prompt_tokens, args.field, stats)
-        if not located:
+        kept = drop_long_prompts(located, tokenizer, args.max_prompt_tokens, args.field, stats)
+        if not kept:
             raise PrepError(f"every prompt is over --max-prompt-tokens {args.max_prompt_tokens}")
-    parts = disjoint_parts([record for _, _, record in located], args.parts, args.seed)
-    return finish(args, stats, {part_path(args.output, i + 1): part for i, part in enumerate(parts)}, messages_of)
+    parts = disjoint_parts(kept, args.parts, args.seed)
+    outputs = {part_path(args.output, i + 1): (record for _, _, record in located.take(part))
+               for i, part in enumerate(parts)}
+    return finish(args, stats, outputs, messages_of)

@@ -5,7 +5,9 @@ Each output row is {"id", "label", "conversations"}: the system prompt, the user
 judgement "<think>\\n…\\n</think>\\n{"label": …, "reason": …}". `id` and `label` stay next to
 the conversation for the scorer. With --tokenizer, a row longer than --max-tokens has its
 user text cut from the end (the retrieved document goes first) until it fits; the
-assistant text is never touched.
+assistant text is never touched. Rows stream through in batches (one batched tokenizer
+call per batch, a few more for the rows to cut); only their labels and token counts stay
+in memory for the split and the oversampling.
 
     python dataset_prep/prep_supervisor.py --input judged.jsonl \\
         --output data/supervisor/stage2_train.jsonl \\
@@ -18,17 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
+from recipekit.dataio.prep_runner import Spool, Stats, base_parser, finish, stream
 from recipekit.dataio.rows import FieldError
 from recipekit.dataio.split import class_count_split, oversample, parse_class_counts, stratified_split
-from recipekit.templates.chat_format import ConversationError, to_messages
-from recipekit.templates.lengths import token_length
+from recipekit.templates.chat_format import ConversationError, render, to_messages
 from recipekit.templates.shapes import conversation, messages_of
 
 LABELS = ("correct", "incorrect")
@@ -96,31 +100,108 @@ def _from_conversation(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": _row_id(row, messages[-2]["content"]), "label": label, "conversations": turns}
 
 
-def clip_user_text(record: dict[str, Any], tokenizer, max_tokens: int) -> bool:
-    """Cut the user turn from its end until the conversation fits; True if anything was cut."""
-    turns = record["conversations"]
-    user_turn = next(t for t in turns if t["from"] == "user")
-    full = user_turn["value"]
-
-    def fits(length: int) -> bool:
-        user_turn["value"] = full[:length]
-        return token_length(tokenizer, messages_of(record)) <= max_tokens
-
-    if fits(len(full)):
-        return False
-    if not fits(0):
-        user_turn["value"] = full
-        raise FieldError("<row>", f"system and assistant text alone exceed --max-tokens {max_tokens}")
-    low, high = 0, len(full)  # fits(low) holds, fits(high) does not
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle)
-    user_turn["value"] = full[:low]
-    return True
+def _too_long(max_tokens: int) -> FieldError:
+    return FieldError("<row>", f"system and assistant text alone exceed --max-tokens {max_tokens}")
 
 
-def _label(record: dict[str, Any]) -> str:
-    return record["label"]
+def _user_turn(record: dict[str, Any]) -> dict[str, str]:
+    return next(t for t in record["conversations"] if t["from"] == "user")
+
+
+def _render_with_user(record: dict[str, Any], tokenizer, user: str) -> str:
+    turn = _user_turn(record)
+    full, turn["value"] = turn["value"], user
+    try:
+        return render(tokenizer, messages_of(record))
+    finally:
+        turn["value"] = full
+
+
+def _estimated_cut(text: str, offsets: list[tuple[int, int]], user: str, excess: int) -> int:
+    """The user-text length that drops `excess` tokens from the user turn's end, read off one tokenisation.
+
+    Only a first guess (characters near a cut can merge into other tokens), so `clip_batch` checks it.
+    """
+    kept = user.strip()
+    start = text.find(kept) if kept else -1
+    if start < 0:
+        return 0
+    first = bisect_left(offsets, start, key=lambda span: span[0])
+    end = bisect_left(offsets, start + len(kept), key=lambda span: span[0])
+    if end - first <= excess:
+        return 0
+    return min(len(user) - 1, len(user) - len(user.lstrip()) + offsets[end - excess][0] - start)
+
+
+@dataclass
+class _Cut:
+    """A user-text length search: `low` characters fit, `high` do not; it ends when they are adjacent."""
+
+    low: int
+    high: int
+    upward: bool  # probe from `low` upwards (else from `high` downwards), in doubling steps
+    step: int = 1
+    length: int = 0  # token count of the conversation cut at `low`
+
+    def probe(self) -> int:
+        offset = min(self.step, (self.high - self.low) // 2) or 1
+        return self.low + offset if self.upward else self.high - offset
+
+    def settle(self, at: int, tokens: int, max_tokens: int) -> None:
+        if tokens <= max_tokens:
+            self.low, self.length = at, tokens
+        else:
+            self.high = at
+        self.step *= 2
+
+
+def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> list[tuple[dict, int, bool] | FieldError]:
+    """Cut each record's user turn from its end until the conversation fits --max-tokens.
+
+    Returns, per record, (record, its token count, whether it was cut) or the FieldError of a
+    row whose system and assistant text alone are too long; the assistant text is never touched.
+    The cut is the longest user-text length L found such that L characters fit and L + 1 do
+    not. Every conversation is rendered and tokenised once, in one batched call; for a row
+    that is too long, the token offsets of that call give a first L, and batched rounds
+    (one probe per unsettled row each) check it and move it until L fits and L + 1 does not.
+    """
+    texts = [render(tokenizer, messages_of(r)) for r in records]
+    encoded = tokenizer(texts, add_special_tokens=False)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    results: list[Any] = [(r, n, False) for r, n in zip(records, lengths)]
+    users = {i: _user_turn(records[i])["value"] for i, n in enumerate(lengths) if n > max_tokens}
+    guesses = {i: _estimated_cut(texts[i], encoded.encodings[i].offsets, users[i], lengths[i] - max_tokens)
+               for i in users}
+    first_round = {(i, at): None for i in users for at in (0, guesses[i], guesses[i] + 1)}
+    tokens = _count_cuts(records, tokenizer, users, list(first_round))
+    cuts = {}
+    for i in users:
+        empty, at_guess, past_guess = (tokens[i, at] for at in (0, guesses[i], guesses[i] + 1))
+        if empty > max_tokens:
+            results[i] = _too_long(max_tokens)
+        elif at_guess > max_tokens:  # the guess is too long: search down from it
+            cuts[i] = _Cut(low=0, high=guesses[i], upward=False, length=empty)
+        elif past_guess <= max_tokens:  # one more character fits too: search up
+            cuts[i] = _Cut(low=guesses[i] + 1, high=len(users[i]), upward=True, length=past_guess)
+        else:
+            cuts[i] = _Cut(low=guesses[i], high=guesses[i] + 1, upward=True, length=at_guess)
+    while unsettled := {i: cut.probe() for i, cut in cuts.items() if cut.high - cut.low > 1}:
+        tokens = _count_cuts(records, tokenizer, users, list(unsettled.items()))
+        for i, at in unsettled.items():
+            cuts[i].settle(at, tokens[i, at], max_tokens)
+    for i, cut in cuts.items():
+        _user_turn(records[i])["value"] = users[i][:cut.low]
+        results[i] = (records[i], cut.length, True)
+    return results
+
+
+def _count_cuts(records: list[dict[str, Any]], tokenizer, users: dict[int, str],
+                cuts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """{(record index, user-text length): token count of the conversation cut there}, in one batched call."""
+    if not cuts:
+        return {}
+    texts = [_render_with_user(records[i], tokenizer, users[i][:at]) for i, at in cuts]
+    return dict(zip(cuts, (len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])))
 
 
 @command
@@ -151,18 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
-        record = _from_conversation(row) if "conversations" in row else _from_fields(row, args.system)
-        if tokenizer is not None and clip_user_text(record, tokenizer, args.max_tokens):
-            stats.clipped += 1
-        return record
+        return _from_conversation(row) if "conversations" in row else _from_fields(row, args.system)
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
-    outputs = {}
+    def clip(records: list[dict[str, Any]]) -> list[tuple[dict, int | None, bool] | FieldError]:
+        return clip_batch(records, tokenizer, args.max_tokens) if tokenizer else [(r, None, False) for r in records]
+
+    # The records wait on disk; the split and the oversampling choose among indices by label.
+    spool, labels, lengths = Spool(), [], array("q")
+    for record, length, clipped in stream(args.input, convert, stats, args.skip_invalid, finalize=clip):
+        spool.append(record)
+        labels.append(record["label"])
+        stats.clipped += clipped
+        if length is not None:
+            lengths.append(length)
+    train, held = list(range(len(spool))), None
     if args.split_test is not None:
-        records, outputs[args.test_output] = stratified_split(records, _label, args.split_test, args.seed)
+        train, held = stratified_split(train, labels.__getitem__, args.split_test, args.seed)
     elif args.test_counts is not None:
-        records, outputs[args.test_output] = class_count_split(records, _label, args.test_counts, args.seed)
+        train, held = class_count_split(train, labels.__getitem__, args.test_counts, args.seed)
     if args.balance:
-        records = oversample(records, _label, args.seed)
-    outputs = {args.output: records, **outputs}
-    return finish(args, stats, outputs, messages_of)
+        train = oversample(train, labels.__getitem__, args.seed)
+    order = {args.output: train, **({args.test_output: held} if held is not None else {})}
+    counted = array("q", (lengths[i] for indices in order.values() for i in indices)) if tokenizer else None
+    return finish(args, stats, {path: spool.take(indices) for path, indices in order.items()}, messages_of, counted)

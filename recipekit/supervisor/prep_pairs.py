@@ -12,7 +12,7 @@ from typing import Any
 from recipekit.checkpoints.model_path import check_model_args
 from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, collect, dedupe, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, dedupe, finish, stream
 from recipekit.templates.shapes import conversation, messages_of
 
 DEFAULT_SYSTEM = (
@@ -36,6 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         answer = fields.text(row, args.answer_field)
         return {"conversations": conversation(args.system or None, question, answer)}
 
-    records = collect(args.input, convert, stats, args.skip_invalid)
+    records = stream(args.input, convert, stats, args.skip_invalid)
     records = dedupe(records, lambda r: tuple(t["value"] for t in r["conversations"]), stats)
     return finish(args, stats, {args.output: records}, messages_of)

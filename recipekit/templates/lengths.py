@@ -9,7 +9,15 @@ from recipekit.templates.chat_format import render
 
 def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
     """Tokens of the full training text; the template writes BOS itself, so none is added."""
-    return len(tokenizer(render(tokenizer, messages), add_special_tokens=False)["input_ids"])
+    return token_lengths(tokenizer, [messages])[0]
+
+
+def token_lengths(tokenizer, conversations: Sequence[list[dict[str, str]]]) -> list[int]:
+    """`token_length` of each conversation, rendered one by one and tokenised in one batched call."""
+    texts = [render(tokenizer, messages) for messages in conversations]
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def percentile(ordered: Sequence[int], q: float) -> int:

@@ -7,12 +7,14 @@ import runpy
 import subprocess
 import sys
 from collections import Counter
+from datetime import date
 
 import pytest
 from transformers import AutoTokenizer
 
 from recipekit.backfill import prep as backfill
 from recipekit.chatbot import prep as bitext
+from recipekit.dataio.prep_runner import Spool
 from recipekit.dataio.rows import source_split
 from recipekit.reward import prep as preference
 from recipekit.sppo import prompts as sppo_prompts
@@ -169,6 +171,34 @@ def test_supervisor_clips_user_text_never_the_judgement(tmp_path, tiny_model, ca
         assert before["conversations"][1]["value"].startswith(after["conversations"][1]["value"])
         changed += after != before
     assert changed > 0 and f"clipped: {changed}" in summary and "tokens: p50" in summary
+
+
+def test_spool_reads_records_back_in_any_order_between_appends():
+    spool = Spool()
+    spool.extend({"n": n, "text": "행" * n} for n in range(5))
+    assert [r["n"] for r in spool.take([3, 0, 4, 3])] == [3, 0, 4, 3]
+    spool.append({"n": 5, "when": date(2026, 1, 2)})  # after a read, appends still go to the end
+    assert [r["n"] for r in spool] == [0, 1, 2, 3, 4, 5] == [r["n"] for r in spool] and len(spool) == 6
+    assert next(spool.take([5]))["when"] == date(2026, 1, 2)
+
+
+def test_supervisor_clip_batch_cuts_where_one_more_character_would_not_fit(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model("gemma4"))
+    rows = [json.loads(line) for line in (RAW / "supervisor_judged.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [supervisor._from_fields(row, supervisor.DEFAULT_SYSTEM) for row in rows]
+    originals = [r["conversations"][1]["value"] for r in records]
+    limit = sorted(token_length(tokenizer, to_messages(r["conversations"])) for r in records)[len(records) // 2]
+    results = supervisor.clip_batch(records, tokenizer, limit)
+    assert any(cut for _, _, cut in results) and not all(cut for _, _, cut in results)
+    for (record, length, cut), full in zip(results, originals):
+        user = record["conversations"][1]["value"]
+        assert length == token_length(tokenizer, to_messages(record["conversations"])) <= limit
+        assert cut == (user != full) and full.startswith(user)
+        if cut:  # the longest cut: one more character of the user text no longer fits
+            longer = [*record["conversations"][:1], {"from": "user", "value": full[:len(user) + 1]},
+                      *record["conversations"][2:]]
+            assert token_length(tokenizer, to_messages(longer)) > limit
+    assert all(not cut for _, _, cut in supervisor.clip_batch(records[:3], tokenizer, 100_000))
 
 
 def test_supervisor_rejects_a_row_that_cannot_fit(tmp_path, tiny_model, capsys):
