@@ -35,7 +35,7 @@ from recipekit.backfill.traces import check_trace
 from recipekit.dataio.prep_runner import Stats, write_jsonl
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.generation.engine import Generated, ModelLoadError, Sampling, pending
-from recipekit.generation.eval_runner import open_generator
+from recipekit.generation.eval_runner import add_batch_size_arg, open_generator
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 from recipekit.generation.shards import ShardError, Workers, add_scale_out_args, fill, parse_args
 from recipekit.reporting.manifest import write_manifest
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_batch_size_arg(parser)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--max-new-tokens", type=int, default=CARD_SAMPLING.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=CARD_SAMPLING.temperature)
