@@ -33,6 +33,9 @@ def _parse(argv):
     parser.add_argument("--rows", type=int, help="scoring rows (default 199, 5 with --tiny)")
     parser.add_argument("--new-tokens", type=int, help="new tokens per scored row (default 900, 4 with --tiny)")
     parser.add_argument("--batch-size", type=int, help="batched scoring batch size (default 64, 2 with --tiny)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed passes per transformers scoring variant, taking turns; the fastest is kept "
+                             "(default 1, 3 with --tiny)")
     parser.add_argument("--loop-rows", type=int,
                         help="rows timed one at a time, then extrapolated (default 8, every row with --tiny)")
     return parser.parse_args(argv)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             section = run_generation_suite(
                 config, lengths, new_tokens=_pick(args.new_tokens, 900, 4, args.tiny),
                 batch_size=_pick(args.batch_size, 64, 2, args.tiny), loop_rows=_pick(args.loop_rows, 8, None, args.tiny),
+                repeats=_pick(args.repeats, 1, 3, args.tiny),
                 device=device, dtype=dtype, seed=args.seed)
             report["generate"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
             sections.append(("Scoring throughput", suites.generation_markdown(report["generate"])))

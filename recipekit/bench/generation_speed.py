@@ -101,10 +101,11 @@ def _generate(model, batch: list[list[int]], new_tokens: int, pad_id: int, devic
     return out[:, width:].tolist()
 
 
-def _time_transformers(model, prompts, batches, *, new_tokens, pad_id, device, static, desc):
-    """(new ids by row index, seconds) for the rows of `batches`, after one untimed pass over the first batch
-    (first-call set-up is not what the variants differ in)."""
-    _generate(model, [prompts[i] for i in batches[0]], new_tokens, pad_id, device, static)
+def _time_transformers(model, prompts, batches, *, new_tokens, pad_id, device, static, warm_up, desc):
+    """(new ids by row index, seconds) for the rows of `batches`; `warm_up`: after one untimed pass over the
+    first batch (first-call set-up is not what the variants differ in)."""
+    if warm_up:
+        _generate(model, [prompts[i] for i in batches[0]], new_tokens, pad_id, device, static)
     outputs: dict[int, list[int]] = {}
     _sync(device)
     started = time.perf_counter()
@@ -135,50 +136,59 @@ def _release(device: str) -> None:
 
 
 def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_tokens: int, batch_size: int,
-                         loop_rows: int | None, device: str, dtype, seed: int,
+                         loop_rows: int | None, device: str, dtype, seed: int, repeats: int = 1,
                          variants: Sequence[GenVariant] = GEN_VARIANTS) -> dict[str, Any]:
     """Each variant's tokens/s, total time, padding and agreement with the loop on the same prompt set
-    (or skipped with its reason); the loop on its first `loop_rows` rows (None: all)."""
+    (or skipped with its reason); the loop on its first `loop_rows` rows (None: all). Transformers
+    variants are timed `repeats` times, taking turns, and the fastest pass is kept, so a slow spell
+    of a shared machine does not land on one variant alone."""
     rows = len(prompt_lengths)
     lengths = [int(n) for n in prompt_lengths]
     prompts = make_prompts(lengths, config.vocab_size, seed)
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     model = build_model(config, attn_implementation="sdpa", device=device, dtype=dtype, seed=seed).eval()
-    results, loop_outputs = [], None
-    for variant in variants:
-        reason = variant.unavailable()
-        if reason:
-            results.append(skipped(variant.name, reason, description=variant.description))
-            continue
+    runnable = [v for v in variants if not v.unavailable()]
+    plans = {}  # variant name -> (batch size, row indices of each generate call)
+    for variant in (v for v in runnable if v.plan):
+        size = 1 if variant.name == LOOP else batch_size
         timed_rows = min(loop_rows or rows, rows) if variant.name == LOOP else rows
-        record: dict[str, Any] = {}
-        if variant.plan is None:  # vLLM, last: the engine needs the GPU memory the model holds
-            with tempfile.TemporaryDirectory(prefix="bench-vllm-") as folder:
-                model.save_pretrained(folder)
-                model = None
-                _release(device)
-                outputs, seconds = _time_vllm(folder, prompts, new_tokens=new_tokens, seed=seed)
-        else:
-            size = 1 if variant.name == LOOP else batch_size
-            batches = variant.plan(lengths[:timed_rows], size)
-            outputs, seconds = _time_transformers(model, prompts, batches, new_tokens=new_tokens, pad_id=pad_id,
-                                                  device=device, static=variant.static_cache, desc=variant.name)
-            record = {"batch_size": size, "prompt_padding": padding_fraction(lengths, batches)}
-        if variant.name == LOOP:
-            loop_outputs = outputs
-        elif loop_outputs is not None:
+        plans[variant.name] = (size, variant.plan(lengths[:timed_rows], size))
+    runs: dict[str, tuple[dict[int, list[int]], float]] = {}  # variant name -> (new ids by row, fastest seconds)
+    for turn in range(repeats):
+        for variant in (v for v in runnable if v.plan):
+            outputs, seconds = _time_transformers(
+                model, prompts, plans[variant.name][1], new_tokens=new_tokens, pad_id=pad_id, device=device,
+                static=variant.static_cache, warm_up=turn == 0, desc=f"{variant.name} {turn + 1}/{repeats}")
+            runs[variant.name] = (outputs, min(seconds, runs[variant.name][1]) if variant.name in runs else seconds)
+    for variant in (v for v in runnable if v.plan is None):  # vLLM, last: it needs the GPU memory the model holds
+        with tempfile.TemporaryDirectory(prefix="bench-vllm-") as folder:
+            model.save_pretrained(folder)
+            model = None
+            _release(device)
+            runs[variant.name] = _time_vllm(folder, prompts, new_tokens=new_tokens, seed=seed)
+    model = None
+    _release(device)
+    loop_outputs = runs[LOOP][0] if LOOP in runs else None
+    results = []
+    for variant in variants:
+        if variant.name not in runs:
+            results.append(skipped(variant.name, variant.unavailable(), description=variant.description))
+            continue
+        outputs, seconds = runs[variant.name]
+        size, batches = plans.get(variant.name, (None, None))
+        record: dict[str, Any] = {"batch_size": size,
+                                  "prompt_padding": padding_fraction(lengths, batches) if batches else None}
+        if variant.name != LOOP and loop_outputs is not None:
             record["same_outputs_as_loop"] = all(outputs[i] == ids for i, ids in loop_outputs.items())
-        tokens = sum(map(len, outputs.values()))
+        tokens, timed_rows = sum(map(len, outputs.values())), len(outputs)
         results.append({
             "variant": variant.name, "description": variant.description, "status": "measured",
             "timed_rows": timed_rows, "new_tokens_per_row": new_tokens, "tokens": tokens,
             "seconds": round(seconds, 4), "tokens_per_second": tokens / seconds,
             "total_seconds_all_rows": seconds * rows / timed_rows, "extrapolated": timed_rows < rows, **record,
         })
-    model = None
-    _release(device)
     loop = next((r for r in results if r["variant"] == LOOP and r["status"] == "measured"), None)
     for result in results:
         if loop and result["status"] == "measured":
             result["speedup_vs_loop"] = result["tokens_per_second"] / loop["tokens_per_second"]
-    return {"rows": rows, "new_tokens": new_tokens, "variants": results}
+    return {"rows": rows, "new_tokens": new_tokens, "repeats": repeats, "variants": results}

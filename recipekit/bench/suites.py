@@ -107,5 +107,6 @@ def training_markdown(section: dict[str, Any]) -> str:
 
 
 def generation_markdown(section: dict[str, Any]) -> str:
-    return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens.\n\n"
+    return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens; "
+            f"transformers variants: fastest of {section['repeats']} timed passes, taking turns.\n\n"
             + markdown_table(section["variants"], GEN_COLUMNS))
