@@ -8,8 +8,9 @@
 
 Input rows: {"instruction", "solution", "id"?} (or prep_backfill.py --mode inference output).
 Each row gets one sampled reply, with the card's sampling by default (temperature 0.7,
-top_p 0.9, min_p 0.05). Replies are appended to OUT/generations.jsonl as they finish, so
-a rerun with the same --out generates only the rows still missing. Then each reply is
+top_p 0.9, min_p 0.05). Replies are appended to OUT/generations.jsonl as they finish (a batch
+at a time, or with vLLM when its one call returns), so a rerun with the same --out generates
+only the rows still missing. Then each reply is
 checked (recipekit/backfill/traces.py): well-formed ones become OUT/backfilled.jsonl rows
 {id, instruction, thinking, solution}; the others, and with --skip-invalid the input rows
 that could not be read, go to OUT/rejects.jsonl with their reasons. Both files are written
