@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -105,3 +106,39 @@ def fake_hub(monkeypatch):
 
     monkeypatch.setattr(recipekit.checkpoints.hub, "HfApi", RecordingHfApi)
     return record
+
+
+# --- the `train` marker is kept honest: a test that launches `axolotl train` without it fails ---
+_running: dict[str, object] = {"item": None, "trained": set()}
+_popen_init = subprocess.Popen.__init__
+
+
+def _launches_axolotl_train(args) -> bool:
+    argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+    return (any(Path(a).name == "axolotl" for a in argv) and "train" in argv) or "axolotl.cli.train" in argv
+
+
+def _watching_popen_init(self, args, *rest, **kwargs):
+    if _running["item"] is not None and _launches_axolotl_train(args):
+        _running["trained"].add(_running["item"].nodeid)
+    _popen_init(self, args, *rest, **kwargs)
+
+
+subprocess.Popen.__init__ = _watching_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running["item"] = item
+    yield
+    _running["item"] = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (call.when == "teardown" and item.nodeid in _running["trained"] and item.get_closest_marker("train") is None
+            and report.passed):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} runs `axolotl train` (here or in a fixture) but is not marked `train`"

@@ -33,7 +33,8 @@ from typing import Any
 from recipekit.backfill.prep import DEFAULT_SYSTEM
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import check_trace
-from recipekit.dataio.prep_runner import Stats, write_jsonl
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Stats
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.generation.engine import Generated, ModelLoadError, Sampling, pending
 from recipekit.generation.eval_runner import add_batch_size_arg, open_generator

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from tqdm import tqdm
 
 from recipekit.bench.model_build import build_model, missing_requirement
-from recipekit.bench.report import skipped
+from recipekit.bench.report import runnable
 from recipekit.generation.engine import length_sorted_batches
 
 # lengths, batch size -> row indices of each generate call
@@ -147,20 +147,20 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
     prompts = make_prompts(lengths, config.vocab_size, seed)
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     model = build_model(config, attn_implementation="sdpa", device=device, dtype=dtype, seed=seed).eval()
-    runnable = [v for v in variants if not v.unavailable()]
+    available = [v for v in variants if not v.unavailable()]
     plans = {}  # variant name -> (batch size, row indices of each generate call)
-    for variant in (v for v in runnable if v.plan):
+    for variant in (v for v in available if v.plan):
         size = 1 if variant.name == LOOP else batch_size
         timed_rows = min(loop_rows or rows, rows) if variant.name == LOOP else rows
         plans[variant.name] = (size, variant.plan(lengths[:timed_rows], size))
     runs: dict[str, tuple[dict[int, list[int]], float]] = {}  # variant name -> (new ids by row, fastest seconds)
     for turn in range(repeats):
-        for variant in (v for v in runnable if v.plan):
+        for variant in (v for v in available if v.plan):
             outputs, seconds = _time_transformers(
                 model, prompts, plans[variant.name][1], new_tokens=new_tokens, pad_id=pad_id, device=device,
                 static=variant.static_cache, warm_up=turn == 0, desc=f"{variant.name} {turn + 1}/{repeats}")
             runs[variant.name] = (outputs, min(seconds, runs[variant.name][1]) if variant.name in runs else seconds)
-    for variant in (v for v in runnable if v.plan is None):  # vLLM, last: it needs the GPU memory the model holds
+    for variant in (v for v in available if v.plan is None):  # vLLM, last: it needs the GPU memory the model holds
         with tempfile.TemporaryDirectory(prefix="bench-vllm-") as folder:
             model.save_pretrained(folder)
             model = None
@@ -170,10 +170,7 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
     _release(device)
     loop_outputs = runs[LOOP][0] if LOOP in runs else None
     results = []
-    for variant in variants:
-        if variant.name not in runs:
-            results.append(skipped(variant.name, variant.unavailable(), description=variant.description))
-            continue
+    for variant in runnable(variants, results):  # the others are listed as skipped, with their reason
         outputs, seconds = runs[variant.name]
         size, batches = plans.get(variant.name, (None, None))
         record: dict[str, Any] = {"batch_size": size,

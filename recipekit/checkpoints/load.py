@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
+
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# End-of-turn tokens of the chat formats the recipes use, most specific first.
-END_OF_TURN_CANDIDATES = ("<turn|>", "<end_of_turn>", "<|im_end|>")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 # What a multimodal checkpoint's processor reads besides the tokenizer: transformers 5 writes
 # processor_config.json alone; older checkpoints (Gemma 3) split off the image and video
@@ -137,6 +137,13 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(path)
 
 
+def load_chat_tokenizer(path: str | Path):
+    """The tokenizer of `path`, refused (CheckpointError) without a chat template."""
+    tokenizer = load_tokenizer(path)
+    require_chat_template(tokenizer, path)
+    return tokenizer
+
+
 def require_chat_template(tokenizer, source: str | Path, error: type[Exception] = CheckpointError) -> None:
     """Refuse a tokenizer without a chat template, raising `error` (the caller's own error type)."""
     if not getattr(tokenizer, "chat_template", None):
@@ -167,7 +174,7 @@ def end_of_turn_token(tokenizer, explicit: str | None = None) -> str:
             raise CheckpointError(f"end-of-turn token {explicit!r} is not a single token of the tokenizer")
         return explicit
     template = tokenizer.chat_template or ""
-    for candidate in END_OF_TURN_CANDIDATES:
+    for candidate in END_OF_TURN_TOKENS:
         if candidate in template and token_id(tokenizer, candidate) is not None:
             return candidate
     if tokenizer.eos_token is None:

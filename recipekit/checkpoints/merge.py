@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from recipekit.checkpoints.hub import add_push_args, check_login, push_folder
+from recipekit.checkpoints.hub import ExportRequest, add_push_args
 from recipekit.checkpoints.load import (
     DTYPES,
     CheckpointError,
@@ -56,11 +56,10 @@ from recipekit.checkpoints.load import (
     end_of_turn_token,
     generation_config_for,
     has_tokenizer,
+    load_chat_tokenizer,
     load_model,
     load_tokenizer,
-    refuse_existing,
     refuse_sharded,
-    require_chat_template,
 )
 from recipekit.checkpoints.probes import LogitDiff, compare_logits, probe_logits, probe_texts
 from recipekit.dataio.atomic import atomic_directory
@@ -215,31 +214,23 @@ def merge_chain(model, adapters: list[Adapter], tokenizer, texts: list[str]) -> 
     return MergeResult(model, stage_diffs, chain_diff, reference if reference is not None else before)
 
 
-@dataclass
-class MergeRequest:
+@dataclass(kw_only=True)
+class MergeRequest(ExportRequest):
     base: str
     adapters: list[Path]
-    out: Path
     dtype: str = "bfloat16"
     merge_dtype: str = "float32"
-    force: bool = False
     tolerance: float | None = None
     eot_token: str | None = None
-    device: str | None = None
     recipe: Path | None = None
-    push_to_hub: str | None = None
-    private: bool = False
 
 
 def run_merge(request: MergeRequest) -> dict[str, Any]:
     """Merge, verify and write OUT with its model card, then push it if asked; return the manifest's summary."""
-    refuse_existing(request.out, request.force)
-    if request.push_to_hub:
-        check_login(request.push_to_hub)
+    request.check()
     adapters = [read_adapter(path) for path in request.adapters]
     token_source = next((a.path for a in reversed(adapters) if has_tokenizer(a.path)), request.base)
-    tokenizer = load_tokenizer(token_source)
-    require_chat_template(tokenizer, token_source)
+    tokenizer = load_chat_tokenizer(token_source)
     eot = end_of_turn_token(tokenizer, request.eot_token)
     base_tokenizer = load_tokenizer(request.base)
 
@@ -301,11 +292,10 @@ def run_merge(request: MergeRequest) -> dict[str, Any]:
             inputs=request.adapters,
             extra={"merge": summary},
         )
-        write_card(staging, title=request.push_to_hub or request.out.name)
+        write_card(staging, title=request.card_title)
     print(f"wrote {request.out} (end of turn {eot!r}, eos ids {summary['eos_token_id']}), "
           f"model card {request.out / 'README.md'}")
-    if request.push_to_hub:
-        push_folder(request.out, request.push_to_hub, request.private)
+    request.publish()
     return summary
 
 

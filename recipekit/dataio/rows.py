@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from recipekit.dataio.jsonl import iter_json_lines
+
 
 class FieldError(ValueError):
     """A row whose `field` is missing or malformed; the reader adds file and line."""
@@ -40,15 +42,11 @@ class PrepError(ValueError):
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield number, RowError(str(path), number, "<json>", f"not valid JSON: {err.msg} at column {err.colno}",
-                                       raw=line.rstrip("\n"))
+    for number, value in iter_json_lines(path):
+        if isinstance(value, json.JSONDecodeError):
+            value = RowError(str(path), number, "<json>", f"not valid JSON: {value.msg} at column {value.colno}",
+                             raw=value.doc.rstrip("\n"))
+        yield number, value
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:

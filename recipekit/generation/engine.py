@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from recipekit.checkpoints.load import default_device, has_tokenizer, load_model, require_chat_template
 from recipekit.gpu_deps import require_gpu_package
 from recipekit.templates.chat_format import prompt_token_ids_batch
+from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
-END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
 # Rows per transformers generate call: enough to keep a GPU busy with a 4-12B model, few enough
 # that their KV cache (a few thousand tokens each) fits beside the weights.
 DEFAULT_BATCH_SIZE = 16

@@ -114,8 +114,11 @@ def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, 
             for i, p in enumerate(paths)}
 
 
+SCORE_ONLY = ("PREDICTIONS", "score an existing predictions.jsonl")  # --score-only's metavar and help
+
+
 def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int,
-                        score_only: tuple[str, str] = ("PREDICTIONS", "score an existing predictions.jsonl")) -> None:
+                        score_only: tuple[str, str] = SCORE_ONLY) -> None:
     parser.add_argument("--model", help="merged checkpoint")
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
@@ -153,6 +156,17 @@ def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
                         help="hidden layer BERTScore reads (default: bert-score's recommended layer for the "
                              "model, or its last layer when bert-score does not list it, e.g. a local path)")
     parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
+
+
+def scorer_parser(description: str, data_help: str, max_new_tokens: int, *, text_metrics: bool = False,
+                  score_only: tuple[str, str] = SCORE_ONLY) -> argparse.ArgumentParser:
+    """A scorer's command line: generation (or --score-only, --compare) and, with `text_metrics`, the
+    text metrics' settings."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_args(parser, data_help, max_new_tokens, score_only)
+    if text_metrics:
+        add_text_metric_args(parser)
+    return parser
 
 
 def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace], Path],

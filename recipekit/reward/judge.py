@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect, finish, write_jsonl
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect, finish
 from recipekit.dataio.rows import PrepError
 from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.templates.chat_format import inference_prompt
 from recipekit.templates.shapes import messages_of
+from recipekit.templates.special_tokens import strip_special_tokens
 
 JUDGE_INSTRUCTIONS = """You compare two answers to the same request and decide which one serves the person better.
 Weigh, in this order: whether it actually does what was asked, whether it is correct, whether it is clear and \

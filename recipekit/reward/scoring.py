@@ -27,8 +27,7 @@ from tqdm.auto import tqdm
 
 from recipekit.checkpoints.load import default_device, load_model, require_chat_template
 from recipekit.dataio.atomic import atomic_write_text
-from recipekit.dataio.jsonl import iter_json_objects
-from recipekit.dataio.prep_runner import write_jsonl
+from recipekit.dataio.jsonl import iter_json_objects, write_jsonl
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError, load_runs
 from recipekit.reporting.manifest import write_manifest

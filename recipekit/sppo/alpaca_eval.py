@@ -52,11 +52,10 @@ from recipekit.dataio import rows as fields
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
 from recipekit.generation.engine import ModelLoadError, Sampling
-from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, load_runs
+from recipekit.generation.eval_runner import EvalDataError, generate_predictions, load_runs, scorer_parser
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.gpu_deps import MissingGpuPackage
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
 from recipekit.reward.judge import both_orders, model_judge, swap_verdict
@@ -65,6 +64,7 @@ from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import outcome
 from recipekit.templates.chat_format import ConversationError
+from recipekit.templates.special_tokens import strip_special_tokens
 
 ALPACA_EVAL_SIZE = 805  # the instructions AlpacaEval 2's length-control GLM has difficulties for
 MODEL_OUTPUTS = "model_outputs.json"
@@ -454,9 +454,8 @@ def load_comparison(paths: list[str], names: list[str] | None) -> dict[str, dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "AlpacaEval instructions: a JSON list or JSONL of {instruction, dataset}",
-                        max_new_tokens=2048, score_only=("MODEL_OUTPUTS", "judge an existing model_outputs.json "
+    parser = scorer_parser(__doc__, "AlpacaEval instructions: a JSON list or JSONL of {instruction, dataset}",
+                           max_new_tokens=2048, score_only=("MODEL_OUTPUTS", "judge an existing model_outputs.json "
                                                          "(AlpacaEval's format) instead of generating"))
     parser.add_argument("--name", help="generator name in model_outputs.json (default: the model folder's name)")
     parser.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default: %(default)s)")

@@ -26,7 +26,7 @@ from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finis
 from recipekit.dataio.rows import FieldError
 from recipekit.dataio.split import class_count_split, oversample, parse_class_counts, stratified_split
 from recipekit.templates.chat_format import ConversationError, to_messages
-from recipekit.templates.lengths import load_tokenizer, token_length
+from recipekit.templates.lengths import token_length
 from recipekit.templates.shapes import conversation, messages_of
 
 LABELS = ("correct", "incorrect")
@@ -143,7 +143,11 @@ def _run(argv: list[str] | None) -> int:
             args.test_counts = parse_class_counts(args.test_counts, LABELS)
         except ValueError as err:
             parser.error(f"--test-counts: {err}")
-    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    tokenizer = None
+    if args.tokenizer:
+        from recipekit.checkpoints.load import load_tokenizer  # imports torch: only when counting
+
+        tokenizer = load_tokenizer(args.tokenizer)
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,43 +21,6 @@ from recipekit.paths import REPO_ROOT
 # Overrides use this value to remove a key, so Axolotl applies its own default.
 DELETE = object()
 
-# What needs CUDA, switched off for CPU runs.
-CPU_SWITCHES: dict[str, Any] = {
-    "bf16": False,
-    "fp16": False,
-    "tf32": False,
-    "lora_mlp_kernel": False,
-    "lora_qkv_kernel": False,
-    "lora_o_kernel": False,
-    "load_in_8bit": False,
-    "load_in_4bit": False,
-    "gradient_checkpointing": False,
-    "torch_compile": False,
-    "deepspeed": DELETE,
-    "fsdp": DELETE,
-    "fsdp_config": DELETE,
-    "flash_attention": DELETE,
-    "flash_attn_cross_entropy": DELETE,
-    "flash_attn_rms_norm": DELETE,
-    "xformers_attention": DELETE,
-}
-# 8-bit and paged optimisers come from bitsandbytes' CUDA kernels.
-CPU_OPTIMIZER_SWAPS = {
-    "adamw_bnb_8bit": "adamw_torch",
-    "adamw_8bit": "adamw_torch",
-    "paged_adamw_8bit": "adamw_torch",
-    "paged_adamw_32bit": "adamw_torch",
-    "ademamix_8bit": "ademamix",
-    "paged_ademamix_8bit": "ademamix",
-    "paged_ademamix_32bit": "ademamix",
-    "rmsprop_bnb": "rmsprop",
-    "rmsprop_bnb_8bit": "rmsprop",
-    "rmsprop_bnb_32bit": "rmsprop",
-}
-CUDA_ONLY_ATTENTION = {"flash_attention_2", "flash_attention_3", "flex_attention", "xformers", "sage"}
-CUDA_ONLY_PLUGIN_MARKERS = ("liger", "cut_cross_entropy")
-
-
 class RecipeError(ValueError):
     """A recipe file that cannot be loaded or does not validate."""
 
@@ -131,24 +94,6 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def cpu_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """The overrides that let `config` run on a CPU-only machine, and nothing more."""
-    overrides = {key: value for key, value in CPU_SWITCHES.items() if key in config or value is not DELETE}
-    optimizer = config.get("optimizer")
-    if optimizer in CPU_OPTIMIZER_SWAPS:
-        overrides["optimizer"] = CPU_OPTIMIZER_SWAPS[optimizer]
-    if config.get("attn_implementation") in CUDA_ONLY_ATTENTION or config.get("flash_attention"):
-        overrides["attn_implementation"] = "sdpa"
-    plugins = config.get("plugins") or []
-    kept = [p for p in plugins if not any(marker in p.lower() for marker in CUDA_ONLY_PLUGIN_MARKERS)]
-    if kept != plugins:
-        overrides["plugins"] = kept or DELETE
-        for key in config:
-            if key.startswith(("liger_", "cut_cross_entropy")):
-                overrides[key] = DELETE
-    return overrides
 
 
 def validate(config: dict[str, Any], source: str | Path = "<config>") -> dict[str, Any]:

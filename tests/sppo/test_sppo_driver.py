@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import read_jsonl
 
 from recipekit.checkpoints.load import TRAINER_STATE, complete_checkpoints
 from recipekit.generation.engine import Generated
@@ -29,18 +30,15 @@ from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import win_rate
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.smoke import kill_when, parse_log_records
+from recipekit.testing.smoke import kill_when
 from recipekit.training.manifest_plugin import CURVES_JSON
+from recipekit.training.runner import parse_log_records
 
 PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
 PROMPTS_2 = FIXTURES_DIR / "prepared" / "sppo_prompts_iter2.jsonl"
 ALPACA_INSTRUCTIONS = FIXTURES_DIR / "raw" / "alpaca_eval_instructions.json"
 ALPACA_REFERENCE = FIXTURES_DIR / "raw" / "alpaca_eval_reference.json"
 K, LIMIT, HOLDOUT, STEPS = 3, 5, 2, 3
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def driver_argv(out, policy, ranker):
@@ -59,6 +57,7 @@ def iteration(tiny_model, tmp_path_factory):
     return {"out": out, "dir": out / "iter_1", "policy": str(policy), "ranker": str(ranker)}
 
 
+@pytest.mark.train
 def test_generations_hold_k_responses_for_the_training_prompts_only(iteration):
     prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text(encoding="utf-8").splitlines()][:LIMIT]
     rows = read_jsonl(iteration["dir"] / "generations.jsonl")
@@ -90,6 +89,7 @@ def reward(iteration):
     return lambda prompt, response: _reward(model, tokenizer, prompt, response)
 
 
+@pytest.mark.train
 def test_scores_are_the_reward_models_own_scores(iteration, reward):
     generated = read_jsonl(iteration["dir"] / "generations.jsonl")
     scored = read_jsonl(iteration["dir"] / "scored.jsonl")
@@ -101,6 +101,7 @@ def test_scores_are_the_reward_models_own_scores(iteration, reward):
         assert row["previous_score"] == pytest.approx(reward(row["prompt"], row["previous"]), abs=1e-4)
 
 
+@pytest.mark.train
 def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
     scored = read_jsonl(iteration["dir"] / "scored.jsonl")
     pairs = read_jsonl(iteration["dir"] / "pairs.jsonl")
@@ -117,6 +118,7 @@ def test_pairs_follow_bradley_terry_on_the_real_scores(iteration):
         assert pair["chosen_probs_lose"] == pytest.approx(sum(p[worst]) / K)
 
 
+@pytest.mark.train
 def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteration):
     from recipekit.reporting.manifest import file_sha256
 
@@ -133,6 +135,7 @@ def test_training_ran_on_this_iterations_pairs_from_the_starting_policy(iteratio
     assert trained_on == {str((it / "pairs.jsonl").resolve()): file_sha256(it / "pairs.jsonl")}
 
 
+@pytest.mark.train
 def test_summary_and_manifest_report_the_iteration(iteration):
     out, it = iteration["out"], iteration["dir"]
     (row,) = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -152,6 +155,7 @@ def test_summary_and_manifest_report_the_iteration(iteration):
     assert manifest["start_model"] == iteration["policy"] and manifest["stages"]["pairs"]["pairs"] == len(scored)
 
 
+@pytest.mark.train
 def test_alpaca_eval_judges_the_starting_policy_and_each_iteration(iteration, reward):
     out, it = iteration["out"], iteration["dir"]
     runs = {"base": out / "base" / "alpaca_eval", "iter 1": it / "alpaca_eval"}
@@ -177,6 +181,7 @@ def test_alpaca_eval_judges_the_starting_policy_and_each_iteration(iteration, re
     assert set(json.loads((out / "alpaca_eval.json").read_text(encoding="utf-8"))) == {"base", "iter 1"}
 
 
+@pytest.mark.train
 def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypatch, capsys):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
@@ -198,6 +203,7 @@ def test_a_rerun_skips_every_stage_without_loading_any_model(iteration, monkeypa
     assert markers() == before
 
 
+@pytest.mark.train
 @pytest.mark.crash_resume
 def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_finished_iteration(
         iteration, monkeypatch):
@@ -213,7 +219,8 @@ def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_f
 
     first_markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
     trained, run_axolotl = [], driver.run_axolotl
-    monkeypatch.setattr(driver, "run_axolotl", lambda config, log: trained.append(config) or run_axolotl(config, log))
+    monkeypatch.setattr(driver, "run_axolotl",
+                        lambda command, config, log, **kw: trained.append(config) or run_axolotl(command, config, log, **kw))
     assert driver.main(argv) == 0
     assert [config.parent.parent.name for config in trained] == ["iter_2"]
     assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == first_markers
@@ -234,7 +241,7 @@ def test_training_resumes_a_checkpoint_directory_only_if_it_was_started_with_the
     it.pairs.write_bytes((FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl").read_bytes())
     seen = []
 
-    def saves_a_step_and_dies(config_path, log_path):
+    def saves_a_step_and_dies(command, config_path, log_path, **options):
         seen.append(((it.checkpoint / "checkpoint-1").is_dir(), (it.dir / "checkpoint.stale").is_dir()))
         (it.checkpoint / "checkpoint-1").mkdir(parents=True, exist_ok=True)
         raise driver.StageError("killed")

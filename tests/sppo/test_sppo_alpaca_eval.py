@@ -18,6 +18,7 @@ import sys
 import warnings
 
 import pytest
+from helpers import read_jsonl
 
 from recipekit.generation.engine import Generated
 from recipekit.paths import REPO_ROOT
@@ -32,10 +33,6 @@ NAME = "tiny-gemma2"
 
 def load(path):
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_json(path, data):
@@ -91,7 +88,7 @@ def test_model_outputs_json_is_the_list_alpaca_eval_reads(generated):
     wanted = load(INSTRUCTIONS)
     assert [(o["instruction"], o["dataset"]) for o in outputs] == [(w["instruction"], w["dataset"]) for w in wanted]
     assert all(set(o) == {"instruction", "output", "generator", "dataset"} and o["generator"] == NAME for o in outputs)
-    predictions = {p["id"]: p for p in lines(generated["out"] / "predictions.jsonl")}
+    predictions = {p["id"]: p for p in read_jsonl(generated["out"] / "predictions.jsonl")}
     assert [o["output"] for o in outputs] == [predictions[str(i)]["output"] for i in range(len(wanted))]
     assert all(p["new_tokens"] <= 8 for p in predictions.values())
     frame = utils.load_or_convert_to_dataframe(path)  # how `alpaca_eval --model_outputs` loads it
@@ -131,7 +128,7 @@ def test_the_reward_model_scores_the_output_and_the_reference_with_its_own_templ
 
     outputs = {o["instruction"]: o["output"] for o in load(generated["out"] / "model_outputs.json")}
     references = {r["instruction"]: r["output"] for r in load(REFERENCE)}
-    for row in lines(generated["out"] / "judgements.jsonl"):
+    for row in read_jsonl(generated["out"] / "judgements.jsonl"):
         mine, theirs = reward(row["instruction"], outputs[row["instruction"]]), reward(row["instruction"],
                                                                                        references[row["instruction"]])
         assert (row["output_score"], row["reference_score"]) == pytest.approx((mine, theirs), abs=1e-4)
@@ -231,7 +228,7 @@ def test_judging_resumes_after_an_interruption(tmp_path):
             "--chunk-size", "4", "--out", str(tmp_path / "eval")]
     with pytest.raises(KeyboardInterrupt):
         ae.main(argv, judge=Interrupted(dict.fromkeys(instructions, 2.0)))
-    assert len(lines(tmp_path / "eval" / "judgements.jsonl")) == 4
+    assert len(read_jsonl(tmp_path / "eval" / "judgements.jsonl")) == 4
     rest = KnownJudge(dict.fromkeys(instructions, 1.0))
     assert ae.main(argv, judge=rest) == 0
     assert [i for i, _, _ in rest.asked] == instructions[4:]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import bitsandbytes as bnb
 import pytest
 import torch
+from helpers import run_script
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -17,15 +16,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from recipekit.checkpoints import quantize
 from recipekit.checkpoints.probes import probe_logits, probe_texts
 from recipekit.paths import REPO_ROOT
-from recipekit.testing.offline import offline_env
 
 QUANTIZE_CLI = REPO_ROOT / "merge" / "quantize_4bit.py"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(QUANTIZE_CLI), *args], cwd=REPO_ROOT, env=offline_env(), capture_output=True, text=True
-    )
+def run_cli(*args):
+    return run_script(QUANTIZE_CLI, *args)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ from recipekit.testing.cpu_parallel import RECORD_PLUGIN, read_record
 from recipekit.testing.smoke import smoke_train
 from recipekit.training.recipe_config import load_recipe
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.train]
 
 CHATBOT = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
 SPPO = RECIPES_DIR / "sppo_gemma2_9b.yml"

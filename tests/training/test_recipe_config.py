@@ -6,11 +6,11 @@ import pytest
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.smoke import cpu_run_overrides, resolve_tiny_model
+from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.recipe_config import (
     DELETE,
     RecipeError,
     apply_overrides,
-    cpu_overrides,
     dump_config,
     load_recipe,
     read_header,
@@ -123,7 +123,7 @@ def test_header_gives_description_and_deviations():
     assert header.description.startswith("Supervisor, stage 2: a fresh LoRA on the merged stage-1 model")
     assert "Reproduces" not in header.description and header.source is None
     # one item per "- " bullet, its continuation lines joined, the comment marks gone
-    assert header.deviations[0].startswith("Muon, as Axolotl 0.19 runs it (`optimizer: muon`; tests/test_muon.py)")
+    assert header.deviations[0].startswith("Muon, as Axolotl 0.19 runs it (`optimizer: muon`; tests/supervisor/test_muon.py)")
     assert header.deviations[0].endswith("so learning_rate stays the card's 1e-3.")
     assert not any("#" in item or "  " in item for item in header.deviations)
     assert header.deviations[1] == ("Rows longer than 4096 tokens: prep_supervisor.py clips the user text with "

@@ -19,8 +19,11 @@ from transformers import AutoModelForCausalLM
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.smoke import smoke_train
+from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
-from recipekit.training.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
+from recipekit.training.recipe_config import apply_overrides, load_recipe, validate
+
+pytestmark = pytest.mark.train
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR, REPO_ROOT
-from recipekit.testing.smoke import SmokeError, cpu_run_overrides, run_axolotl_train
+from recipekit.testing.smoke import cpu_run_overrides
 from recipekit.training.launch_check import (
     PLUGIN_NAME,
     check_launch,
@@ -24,6 +24,7 @@ from recipekit.training.launch_check import (
     main,
 )
 from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
+from recipekit.training.runner import AxolotlError, run_axolotl
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 LAUNCHERS = sorted(p for p in LAUNCH_DIR.iterdir() if p.suffix in (".json", ".yml"))
@@ -221,6 +222,7 @@ FSDP2_FLAGS = cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml"))
     # the recipe's own deepspeed key (dropped by the CPU switches, so given back here) plus the FSDP2 flags
     ("sppo_gemma2_9b", ["--deepspeed", "recipes/launch/zero3.json", *FSDP2_FLAGS], TWO_ENGINES[1]),
 ], ids=["cpu-adam", "muon-deepspeed", "two-engines"])
+@pytest.mark.train
 def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_path):
     """The real `axolotl train RECIPE OPTIONS` exits non-zero with the reason before it reads any dataset
     or model: the ones given here do not exist, and it never says so."""
@@ -231,8 +233,8 @@ def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_
                                   dataset_paths=[str(missing / "data.jsonl")] * len(config["datasets"]))
     config_path = dump_config(apply_overrides(config, overrides), tmp_path / "run.yml")
     log = tmp_path / "train.log"
-    with pytest.raises(SmokeError, match=r"exited [1-9]"):
-        run_axolotl_train(config_path, log, cwd=REPO_ROOT, timeout=600, options=options)
+    with pytest.raises(AxolotlError, match=r"exited [1-9]"):
+        run_axolotl("train", config_path, log, cwd=REPO_ROOT, timeout=600, options=options)
     text = " ".join(log.read_text().split())
     assert message in text
     assert "No such file" not in text and "not found" not in text.lower()
@@ -241,7 +243,7 @@ def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_
 def test_muon_on_several_gpus_is_axolotls_distributed_muon(tiny_model):
     """What the engines table says of Muon under FSDP2: on more than one process Axolotl builds its
     DistMuon, with no Nesterov momentum and steps scaled by sqrt(rows / cols), where the one-GPU Muon
-    the supervisor recipes were set for scales by 0.2 x sqrt(max(rows, cols)) (tests/test_muon.py)."""
+    the supervisor recipes were set for scales by 0.2 x sqrt(max(rows, cols)) (tests/supervisor/test_muon.py)."""
     from axolotl.contribs.mit.muon.dist_muon import DistMuonOptimizerFactory, adjust_lr_spectral_norm
     from axolotl.utils.distributed import _get_parallel_config_kwargs
     from transformers import AutoModelForCausalLM

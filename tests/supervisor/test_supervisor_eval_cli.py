@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from helpers import run_script
 
 from recipekit.paths import REPO_ROOT
 from recipekit.testing import FIXTURES_DIR
@@ -17,8 +16,7 @@ TEST_ROWS = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600)
-
+    return run_script(SCRIPT, *args)
 
 @pytest.fixture(scope="module")
 def small_test_file(tmp_path_factory):

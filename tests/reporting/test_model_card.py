@@ -206,6 +206,7 @@ def test_bad_metrics_file_is_one_line_naming_it(pipeline, tmp_path, capsys, cont
     assert pipeline["card"].read_text() == before
 
 
+@pytest.mark.train
 def test_full_fine_tune_gets_its_card_at_the_end_of_training_and_from_the_scorer(tiny_model, tmp_path, capsys):
     """A reward model trained in full: the plugin-callable refresh_card, then the reward scorer's metrics."""
     run = tmp_path / "reward_ja"

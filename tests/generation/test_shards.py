@@ -16,6 +16,7 @@ import sys
 import time
 
 import pytest
+from helpers import read_jsonl
 
 from recipekit.backfill import job
 from recipekit.generation import shards
@@ -28,10 +29,6 @@ from recipekit.testing import FIXTURES_DIR
 
 TEST_ROWS = FIXTURES_DIR / "prepared" / "supervisor_stage2_test.jsonl"
 LIMIT = 12
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def by_id(path):

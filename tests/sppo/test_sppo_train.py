@@ -19,6 +19,8 @@ from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.smoke import smoke_train
 from recipekit.training.manifest_plugin import CURVES_JSON
 
+pytestmark = pytest.mark.train
+
 RECIPE = RECIPES_DIR / "sppo_gemma2_9b.yml"
 PAIRS = FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl"
 ETA = 1000.0  # 1 / rl_beta of the recipe

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from helpers import read_jsonl, run_script
 from transformers import AutoTokenizer
 
 from recipekit.backfill.job import CARD_SAMPLING, run_backfill
@@ -30,10 +29,6 @@ SCRIPT_REPLIES = {
     "Write a Python function that doubles 38.": ("<|thinking_end|>\nback to front\n<|thinking_start|>", True),
     "What is 20 times 9?": ("<|thinking_start|>\na\n<|thinking_end|><|thinking_start|>\nb\n<|thinking_end|>", True),
 }
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 class ScriptedGenerator:
@@ -136,8 +131,7 @@ def test_skip_invalid_sends_bad_rows_to_rejects(scripted, tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600)
-
+    return run_script(SCRIPT, *args)
 
 def test_cli_end_to_end_on_the_tiny_backfiller(tiny_model, tmp_path):
     out = tmp_path / "run"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
 
 import pytest
+from helpers import read_jsonl, write_jsonl
 
 from recipekit.dataio.rows import FieldError
 from recipekit.paths import REPO_ROOT
@@ -79,22 +79,14 @@ GOOD = {"prompt": "Name a colour.", "responses": ["grey", "blue", "potato"], "sc
 TIED = {"prompt": "Say hi.", "responses": ["hi", "hello"], "scores": [0.5, 0.5]}
 
 
-def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-def _read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def test_command_writes_pairs(tmp_path):
     source, output = tmp_path / "scored.jsonl", tmp_path / "out" / "pairs.jsonl"
-    _write_jsonl(source, [GOOD, {**GOOD, "prompt": "Another colour?"}])
+    write_jsonl(source, [GOOD, {**GOOD, "prompt": "Another colour?"}])
     command = [sys.executable, str(REPO_ROOT / "dataset_prep" / "sppo_pairs.py"), "--input", str(source)]
     done = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "rows out: 2" in done.stdout
-    rows = _read_jsonl(output)
+    rows = read_jsonl(output)
     assert [r["chosen"][0]["content"] for r in rows] == ["Name a colour.", "Another colour?"]
     assert rows[0] == build_pair(GOOD)
     assert set(rows[0]) == {"chosen", "rejected", "chosen_probs", "chosen_probs_win", "chosen_probs_lose"}
@@ -102,7 +94,7 @@ def test_command_writes_pairs(tmp_path):
 
 def test_bad_row_stops_with_file_line_field_and_writes_nothing(tmp_path, capsys):
     source, output = tmp_path / "scored.jsonl", tmp_path / "pairs.jsonl"
-    _write_jsonl(source, [GOOD, TIED])
+    write_jsonl(source, [GOOD, TIED])
     assert main(["--input", str(source), "--output", str(output)]) == 2
     assert f"{source}:2: field 'scores': all scores are equal" in capsys.readouterr().err
     assert not output.exists()
@@ -110,11 +102,11 @@ def test_bad_row_stops_with_file_line_field_and_writes_nothing(tmp_path, capsys)
 
 def test_skip_invalid_counts_and_keeps_rejects(tmp_path, capsys):
     source, output, rejects = tmp_path / "scored.jsonl", tmp_path / "pairs.jsonl", tmp_path / "rejects.jsonl"
-    _write_jsonl(source, [GOOD, TIED, {**GOOD, "responses": ["only one"], "scores": [1.0]}])
+    write_jsonl(source, [GOOD, TIED, {**GOOD, "responses": ["only one"], "scores": [1.0]}])
     assert main(["--input", str(source), "--output", str(output), "--skip-invalid", "--rejects", str(rejects)]) == 0
     assert "rejected: 2" in capsys.readouterr().out
-    assert len(_read_jsonl(output)) == 1
-    reasons = [(r["line"], r["field"], r["reason"]) for r in _read_jsonl(rejects)]
+    assert len(read_jsonl(output)) == 1
+    reasons = [(r["line"], r["field"], r["reason"]) for r in read_jsonl(rejects)]
     assert reasons == [
         (2, "scores", "all scores are equal, so there is no preference to learn"),
         (3, "responses", "needs at least 2 responses to form a pair, got 1"),

@@ -22,7 +22,7 @@ from recipekit.checkpoints.merge import main as merge_main
 from recipekit.checkpoints.quantize import main as quantize_main
 from recipekit.testing.offline import offline_env
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.train]
 
 SHARDS = "pytorch_model_fsdp_0"
 LORA_RANK = 4  # recipekit.testing.cpu_parallel.write_fsdp2_sharded_checkpoint

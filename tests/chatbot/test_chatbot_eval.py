@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
+from helpers import read_jsonl, run_script
 
 from recipekit.metrics.perplexity import reply_token_ids
 from recipekit.paths import REPO_ROOT
@@ -20,12 +19,7 @@ TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600)
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
+    return run_script(SCRIPT, *args)
 
 def write_lines(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -43,8 +37,8 @@ def evaluated(tiny_model, tmp_path_factory):
 
 def test_predictions_keep_metadata_and_reference_nll(evaluated):
     out, _ = evaluated
-    gold = {f"line-{i}": row for i, row in enumerate(lines(TEST_ROWS), start=1)}
-    rows = lines(out / "predictions.jsonl")
+    gold = {f"line-{i}": row for i, row in enumerate(read_jsonl(TEST_ROWS), start=1)}
+    rows = read_jsonl(out / "predictions.jsonl")
     assert sorted(r["id"] for r in rows) == sorted(gold)
     for row in rows:
         source = gold[row["id"]]
@@ -63,8 +57,8 @@ def test_reference_nll_equals_the_models_own_masked_loss(evaluated, tiny_model):
     path = tiny_model("gemma3")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    stored = {r["id"]: r for r in lines(out / "predictions.jsonl")}
-    for line_no, source in list(enumerate(lines(TEST_ROWS), start=1))[:4]:
+    stored = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
+    for line_no, source in list(enumerate(read_jsonl(TEST_ROWS), start=1))[:4]:
         messages = to_messages(source["conversations"])
         prompt = inference_prompt(tokenizer, messages)
         prompt_ids, reply_ids = reply_token_ids(tokenizer, prompt, messages[-1]["content"])
@@ -81,7 +75,7 @@ def test_reference_nll_equals_the_models_own_masked_loss(evaluated, tiny_model):
 def test_metrics_overall_and_per_group(evaluated):
     out, done = evaluated
     metrics = json.loads((out / "metrics.json").read_text())
-    rows = lines(out / "predictions.jsonl")
+    rows = read_jsonl(out / "predictions.jsonl")
     assert metrics["n"] == len(rows) == 12
     expected = math.exp(sum(r["ref_nll"] for r in rows) / sum(r["ref_tokens"] for r in rows))
     assert metrics["perplexity"] == pytest.approx(expected)
@@ -104,7 +98,7 @@ def test_metrics_overall_and_per_group(evaluated):
 
 def test_score_only_perfect_replies_and_missing_nll(evaluated, tmp_path):
     out, _ = evaluated
-    rows = lines(out / "predictions.jsonl")
+    rows = read_jsonl(out / "predictions.jsonl")
     for row in rows:
         row["output"] = row["reference"]
     done = run("--score-only", write_lines(tmp_path / "perfect.jsonl", rows), "--out", tmp_path / "perfect")
@@ -154,7 +148,7 @@ def test_bad_rows_name_file_line_and_field(tmp_path, tiny_model):
 
 def test_bad_nll_fields_are_refused(evaluated, tmp_path):
     out, _ = evaluated
-    rows = lines(out / "predictions.jsonl")
+    rows = read_jsonl(out / "predictions.jsonl")
     rows[2]["ref_tokens"] = None
     done = run("--score-only", write_lines(tmp_path / "p.jsonl", rows), "--out", tmp_path / "o")
     assert done.returncode == 2

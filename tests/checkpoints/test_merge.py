@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
+from helpers import run_script
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -22,17 +21,14 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from recipekit.checkpoints.merge import main as merge_main
 from recipekit.checkpoints.probes import probe_logits, probe_texts
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
-from recipekit.testing.offline import offline_env
 from recipekit.training.recipe_config import load_recipe, read_header
 
 MERGE_CLI = REPO_ROOT / "merge" / "merge_lora.py"
 ATOL = 1e-4  # float32 merge of tiny models: PEFT's unmerged forward vs merged weights
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(MERGE_CLI), *args], cwd=REPO_ROOT, env=offline_env(), capture_output=True, text=True
-    )
+def run_cli(*args):
+    return run_script(MERGE_CLI, *args)
 
 
 def make_lora(base: Path, out: Path, seed: int, tokenizer=None, **lora_kwargs) -> Path:
@@ -281,6 +277,7 @@ def axolotl_adapter(tmp_path_factory):
     return smoke_train(REPO_ROOT / "recipes" / "supervisor_stage1.yml", tmp_path_factory.mktemp("stage1"), steps=2)
 
 
+@pytest.mark.train
 def test_merge_an_adapter_axolotl_trained(axolotl_adapter, tmp_path):
     """--config reads base_model, output_dir and eot_tokens from the recipe Axolotl ran."""
     import yaml

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from helpers import read_jsonl, run_script
 
 from recipekit.paths import REPO_ROOT
 from recipekit.testing import FIXTURES_DIR
@@ -18,12 +17,7 @@ GOOD = "<|thinking_start|>\n19 + 12 = 31, as given.\n<|thinking_end|>"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600)
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
+    return run_script(SCRIPT, *args)
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_model, tmp_path_factory):

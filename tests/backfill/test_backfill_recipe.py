@@ -15,6 +15,8 @@ from recipekit.templates.special_tokens import backfill_sentinels
 from recipekit.testing.smoke import smoke_train
 from recipekit.training.recipe_config import load_recipe
 
+pytestmark = pytest.mark.train
+
 RECIPE = RECIPES_DIR / "reasoning_backfill_qwen3_4b.yml"
 
 

@@ -10,6 +10,7 @@ import csv
 import json
 
 import pytest
+from helpers import write_jsonl
 
 from recipekit.backfill import prep as backfill
 from recipekit.chatbot import prep as bitext
@@ -43,11 +44,6 @@ CASES = {
 BROKEN = [(name, field, value, words) for name, (_, _, breaks) in CASES.items() for field, value, words in breaks]
 
 
-def _write_jsonl(path, lines):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
 # what a preprocessor needs besides --input and --output when no tokenizer is given
 REQUIRED = {sppo_prompts: ["--max-prompt-tokens", "0"]}
 
@@ -66,7 +62,7 @@ def test_bad_field_stops_with_file_line_and_field(name, field, value, words, tmp
     broken = {k: v for k, v in good.items() if k != field}
     if value is not None:
         broken[field] = value
-    source = _write_jsonl(tmp_path / "in.jsonl", [json.dumps(good)] * 3 + [json.dumps(broken, ensure_ascii=False)])
+    source = write_jsonl(tmp_path / "in.jsonl", [json.dumps(good)] * 3 + [json.dumps(broken, ensure_ascii=False)])
     assert _run(module, source, tmp_path / "out.jsonl") == 2
     message = capsys.readouterr().err
     assert f"{source}:4:" in message and repr(field) in message and words in message
@@ -76,7 +72,7 @@ def test_bad_field_stops_with_file_line_and_field(name, field, value, words, tmp
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_json_names_its_line(name, tmp_path, capsys):
     module, good, _ = CASES[name]
-    source = _write_jsonl(tmp_path / "in.jsonl", [json.dumps(good)] * 4 + ['{"broken": ', json.dumps(good)])
+    source = write_jsonl(tmp_path / "in.jsonl", [json.dumps(good)] * 4 + ['{"broken": ', json.dumps(good)])
     assert _run(module, source, tmp_path / "out.jsonl") == 2
     message = capsys.readouterr().err
     assert f"{source}:5:" in message and "'<json>'" in message and "not valid JSON" in message
@@ -86,7 +82,7 @@ def test_bad_json_names_its_line(name, tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_empty_input_is_an_error(name, tmp_path, capsys):
     module, _, _ = CASES[name]
-    source = _write_jsonl(tmp_path / "in.jsonl", ["", "  "])
+    source = write_jsonl(tmp_path / "in.jsonl", ["", "  "])
     assert _run(module, source, tmp_path / "out.jsonl") == 2
     assert "no rows" in capsys.readouterr().err
     assert _outputs(tmp_path) == []
@@ -95,7 +91,7 @@ def test_empty_input_is_an_error(name, tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_non_object_row_is_rejected(name, tmp_path, capsys):
     module, good, _ = CASES[name]
-    source = _write_jsonl(tmp_path / "in.jsonl", [json.dumps(good), "[1, 2]"])
+    source = write_jsonl(tmp_path / "in.jsonl", [json.dumps(good), "[1, 2]"])
     assert _run(module, source, tmp_path / "out.jsonl") == 2
     assert f"{source}:2: field '<row>'" in capsys.readouterr().err
 
@@ -116,7 +112,7 @@ def test_skip_invalid_writes_rejects_with_reasons(tmp_path, capsys):
 
 
 def test_all_rows_invalid_is_an_error_even_when_skipping(tmp_path, capsys):
-    source = _write_jsonl(tmp_path / "in.jsonl", ['{"question": ""}'] * 2)
+    source = write_jsonl(tmp_path / "in.jsonl", ['{"question": ""}'] * 2)
     assert _run(cs_pairs, source, tmp_path / "out.jsonl", "--skip-invalid") == 2
     assert "no usable rows: 2 rejected" in capsys.readouterr().err
     assert _outputs(tmp_path) == []
