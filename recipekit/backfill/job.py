@@ -8,8 +8,9 @@
 
 Input rows: {"instruction", "solution", "id"?} (or prep_backfill.py --mode inference output).
 Each row gets one sampled reply, with the card's sampling by default (temperature 0.7,
-top_p 0.9, min_p 0.05). Replies are appended to OUT/generations.jsonl as they finish, so
-a rerun with the same --out generates only the rows still missing. Then each reply is
+top_p 0.9, min_p 0.05). Replies are appended to OUT/generations.jsonl as they finish (a batch
+at a time, or with vLLM when its one call returns), so a rerun with the same --out generates
+only the rows still missing. Then each reply is
 checked (recipekit/backfill/traces.py): well-formed ones become OUT/backfilled.jsonl rows
 {id, instruction, thinking, solution}; the others, and with --skip-invalid the input rows
 that could not be read, go to OUT/rejects.jsonl with their reasons. Both files are written
@@ -36,7 +37,7 @@ from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats
 from recipekit.generation.engine import Generated, Sampling, pending
-from recipekit.generation.eval_runner import open_generator
+from recipekit.generation.eval_runner import add_batch_size_arg, open_generator
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 from recipekit.generation.shards import Workers, add_scale_out_args, fill, parse_args
 from recipekit.reporting.manifest import write_manifest
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_batch_size_arg(parser)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--max-new-tokens", type=int, default=CARD_SAMPLING.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=CARD_SAMPLING.temperature)

@@ -50,8 +50,11 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, help="batched scoring batch size (default 64, 2 with --tiny)")
     parser.add_argument("--prep-rows", default="20000,200000",
                         help="input sizes of the prep suite, comma-separated (default %(default)s)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed passes per transformers scoring variant, taking turns; the fastest is kept "
+                             "(default 1, 3 with --tiny)")
     parser.add_argument("--loop-rows", type=int,
-                        help="rows timed one at a time, then extrapolated (default 8, 2 with --tiny)")
+                        help="rows timed one at a time, then extrapolated (default 8, every row with --tiny)")
     parser.add_argument("--variants", type=lambda text: [n for n in text.split(",") if n],
                         help="comma-separated variants to run (default: every variant of the suites chosen)")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES),
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             spec, lengths = suites.prompt_lengths(args.tiny, args.rows)
             section = run_generation_suite(
                 config, lengths, new_tokens=_pick(args.new_tokens, 900, 4, args.tiny),
-                batch_size=_pick(args.batch_size, 64, 2, args.tiny), loop_rows=_pick(args.loop_rows, 8, 2, args.tiny),
+                batch_size=_pick(args.batch_size, 64, 2, args.tiny), loop_rows=_pick(args.loop_rows, 8, None, args.tiny),
+                repeats=_pick(args.repeats, 1, 3, args.tiny),
                 device=device, dtype=dtype, seed=args.seed, variants=_only(GEN_VARIANTS, args.variants))
             report["generate"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
     except ValueError as err:  # lengths or step counts the options ask for that cannot run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from recipekit.training.recipe_config import load_recipe
 SYNTHETIC_SETS = {"supervisor_stage2.yml": SUPERVISOR_STAGE2}
 # Tiny shapes for --tiny: a handful of short rows, so every code path runs in seconds on CPU.
 TINY_TRAIN = LengthSpec("tiny_train", rows=12, low=16, high=120, median=60, sigma=0.5, seed=0)
-TINY_PROMPTS = LengthSpec("tiny_prompts", rows=5, low=8, high=40, median=20, sigma=0.5, seed=1)
+TINY_PROMPTS = LengthSpec("tiny_prompts", rows=5, low=8, high=160, median=40, sigma=0.8, seed=1)
 
 
 def conversation_recipes(recipes_dir: Path = RECIPES_DIR) -> list[Path]:
@@ -86,16 +87,18 @@ def training_lengths(tiny: bool):
 
 
 def prompt_lengths(tiny: bool, rows: int | None):
+    """The prompt set's spec and lengths; `rows` draws that many from the same distribution instead."""
     spec = TINY_PROMPTS if tiny else SUPERVISOR_TEST_PROMPTS
-    lengths = synthetic_lengths(spec)
-    return spec, lengths[:rows] if rows else lengths
+    spec = replace(spec, rows=rows) if rows else spec
+    return spec, synthetic_lengths(spec)
 
 
 TRAIN_COLUMNS = ["variant", "status", "description", "rows_per_pass", "gradient_accumulation_steps", "timed_tokens",
                  "tokens_per_second", "model_tflops_per_second", "mfu", "peak_memory_gib", "projected_stage2_hours",
                  "speedup_vs_card", "reason"]
-GEN_COLUMNS = ["variant", "status", "description", "batch_size", "timed_rows", "tokens", "tokens_per_second",
-               "total_seconds_all_rows", "extrapolated", "speedup_vs_loop", "reason"]
+GEN_COLUMNS = ["variant", "status", "description", "batch_size", "timed_rows", "tokens", "prompt_padding",
+               "tokens_per_second", "total_seconds_all_rows", "extrapolated", "speedup_vs_loop",
+               "same_outputs_as_loop", "reason"]
 
 
 def training_markdown(section: dict[str, Any]) -> str:
@@ -106,7 +109,8 @@ def training_markdown(section: dict[str, Any]) -> str:
 
 
 def generation_markdown(section: dict[str, Any]) -> str:
-    return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens.\n\n"
+    return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens; "
+            f"transformers variants: fastest of {section['repeats']} timed passes, taking turns.\n\n"
             + markdown_table(GEN_COLUMNS, section["variants"], cell))
 
 

@@ -1,7 +1,9 @@
 """Text generation for the scorers and the self-play loop: transformers or vLLM.
 
-Transformers generation is batched with left padding, prompts sorted by length so a batch
-wastes little on padding; vLLM is used when asked for and installed. Both backends are fed
+Transformers generation is batched by default (`DEFAULT_BATCH_SIZE` rows, left padding), rows
+grouped by prompt token count so a batch wastes little on padding; results come back in input
+order and, greedy, equal one-row generation up to numerical noise. vLLM, used when asked for and
+installed, gets every prompt in one call and schedules them itself. Both backends are fed
 the same token ids, made from the rendered prompt by `prompt_token_ids_batch` (vLLM gets them as
 token prompts: given a string it would add a BOS before the one the template wrote). Either
 way a row's output is the generated text up to (not including) the first stop token,
@@ -22,6 +24,10 @@ from recipekit.errors import RecipekitError
 from recipekit.gpu_deps import require_gpu_package
 from recipekit.templates.chat_format import prompt_token_ids_batch
 from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
+
+# Rows per transformers generate call: enough to keep a GPU busy with a 4-12B model, few enough
+# that their KV cache (a few thousand tokens each) fits beside the weights.
+DEFAULT_BATCH_SIZE = 16
 
 
 class ModelLoadError(RecipekitError, ValueError):
@@ -79,8 +85,17 @@ def stop_token_ids(tokenizer, model=None) -> list[int]:
     return sorted(set(ids))
 
 
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices, `batch_size` at a time, by prompt token count, longest first: rows of similar length
+    share a batch, so left padding stays small, and a batch too large for memory fails first, not last."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: equal lengths keep input order
+    return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+
+
 class TransformersGenerator:
-    def __init__(self, model, tokenizer, batch_size: int = 8):
+    def __init__(self, model, tokenizer, batch_size: int = DEFAULT_BATCH_SIZE):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.stop_ids = stop_token_ids(tokenizer, model)
         if tokenizer.pad_token_id is None:
@@ -110,14 +125,12 @@ class TransformersGenerator:
 
     def generate(self, prompts: Sequence[str], sampling: Sampling,
                  on_done: Callable[[int, Generated], None] | None = None, desc: str = "generating") -> list[Generated]:
-        """Generate for every prompt; `on_done(index, result)` fires as each batch finishes."""
+        """Results in the order of `prompts`; `on_done(index, result)` fires as each batch finishes."""
         ids = prompt_token_ids_batch(self.tokenizer, prompts)
-        order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         results: list[Generated | None] = [None] * len(prompts)
         tokens, start = 0, time.perf_counter()
         with tqdm(total=len(prompts), desc=desc, unit="row") as bar:
-            for first in range(0, len(order), self.batch_size):
-                chunk = order[first:first + self.batch_size]
+            for chunk in length_sorted_batches([len(row) for row in ids], self.batch_size):
                 for index, result in zip(chunk, self._batch([ids[i] for i in chunk], sampling)):
                     results[index] = result
                     tokens += result.new_tokens
@@ -129,12 +142,12 @@ class TransformersGenerator:
 
 
 class VllmGenerator:
-    """vLLM offline generation over a merged checkpoint (GPU only)."""
+    """vLLM offline generation over a merged checkpoint (GPU only). Every prompt goes to the engine in one
+    call, which batches and schedules them itself; results (and `on_done`) come when that call returns."""
 
-    def __init__(self, model_path: str, dtype: str = "auto", tensor_parallel_size: int = 1, chunk_size: int = 256):
+    def __init__(self, model_path: str, dtype: str = "auto", tensor_parallel_size: int = 1):
         vllm = require_gpu_package("vllm", "--backend vllm")
         self._vllm = vllm
-        self.chunk_size = chunk_size
         self.tokenizer = load_tokenizer(model_path)
         self.llm = vllm.LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size)
         self.stop_ids = stop_token_ids(self.tokenizer)
@@ -150,18 +163,14 @@ class VllmGenerator:
             stop_token_ids=self.stop_ids,
             skip_special_tokens=False,
         )
+        token_prompts = [{"prompt_token_ids": ids} for ids in prompt_token_ids_batch(self.tokenizer, prompts)]
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=True)  # in the order of its input
         results = []
-        # Chunks, so an interrupted run keeps what the finished chunks produced.
-        for first in range(0, len(prompts), self.chunk_size):
-            chunk = [{"prompt_token_ids": ids}
-                     for ids in prompt_token_ids_batch(self.tokenizer, prompts[first:first + self.chunk_size])]
-            outputs = self.llm.generate(chunk, params, use_tqdm=True)
-            for offset, out in enumerate(outputs):
-                completion = out.outputs[0]
-                result = Generated(completion.text, len(completion.token_ids), completion.finish_reason == "stop")
-                results.append(result)
-                if on_done:
-                    on_done(first + offset, result)
+        for index, out in enumerate(outputs):
+            completion = out.outputs[0]
+            results.append(Generated(completion.text, len(completion.token_ids), completion.finish_reason == "stop"))
+            if on_done:
+                on_done(index, results[-1])
         return results
 
 

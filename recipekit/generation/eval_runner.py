@@ -22,6 +22,7 @@ from recipekit.checkpoints.model_path import check_model_args
 from recipekit.dataio.jsonl import iter_json_objects
 from recipekit.errors import RecipekitError, UsageError
 from recipekit.generation.engine import (
+    DEFAULT_BATCH_SIZE,
     Generated,
     ModelLoadError,
     Sampling,
@@ -127,11 +128,25 @@ def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new
     parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
     parser.add_argument("--names", nargs="+", help="column names for --compare")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_batch_size_arg(parser)
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--limit", type=int, help="score only the first N test rows")
     add_scale_out_args(parser)
+
+
+def _batch_size(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_batch_size_arg(parser) -> None:
+    """--batch-size of every command that generates (a parser or an argument group)."""
+    parser.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE,
+                        help="rows per transformers generate call, grouped by prompt length; 1: one row at a "
+                             "time (default: %(default)s; vLLM schedules its own batches)")
 
 
 def add_text_metric_args(parser: argparse.ArgumentParser) -> None:

@@ -52,6 +52,7 @@ from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import ModelLoadError
+from recipekit.generation.eval_runner import add_batch_size_arg
 from recipekit.generation.predictions import PredictionStore, read_predictions
 from recipekit.generation.shards import Shard, Workers, add_scale_out_args, fill, parse_args
 from recipekit.paths import RECIPES_DIR
@@ -448,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--max-new-tokens", type=int, default=2048)
     sampling.add_argument("--seed", type=int, default=42, help="sample k of each prompt uses seed + k")
     sampling.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
-    sampling.add_argument("--batch-size", type=int, default=8, help="transformers generation batch")
+    add_batch_size_arg(sampling)
     sampling.add_argument("--chunk-size", type=int, default=256,
                           help="prompts generated (and ranked) before their rows are saved")
     sampling.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from recipekit.dataio import rows as fields
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
 from recipekit.errors import RecipekitError
-from recipekit.generation.engine import Sampling
+from recipekit.generation.engine import DEFAULT_BATCH_SIZE, Sampling
 from recipekit.generation.eval_runner import open_generator
 from recipekit.generation.predictions import PredictionStore
 from recipekit.sppo.prompt_limit import chat_prompt
@@ -70,7 +70,8 @@ def split_holdout(rows: list[dict[str, str]], holdout: int, source: Path | str) 
     return rows[:-holdout], rows[-holdout:]
 
 
-def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = 8, tensor_parallel_size: int = 1):
+def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+                tensor_parallel_size: int = 1):
     """A generator (with .tokenizer) over a checkpoint: vLLM (over `tensor_parallel_size` GPUs), or batched
     transformers."""
     return open_generator(argparse.Namespace(backend=backend, model=model, base=None, adapter=None, dtype=dtype,

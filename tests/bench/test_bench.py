@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
-from recipekit.bench import flops, packing
+from recipekit.bench import flops, generation_speed, packing
 from recipekit.bench.cli import main as bench_main
+from recipekit.bench.model_build import load_text_config
 from recipekit.bench.report import CPU_LABEL
+from recipekit.generation.engine import length_sorted_batches
 from recipekit.testing.tiny_models import tiny_model_path
 
 
@@ -84,12 +87,36 @@ def test_tiny_run_measures_cpu_variants_and_skips_gpu_ones(tiny_report):
     assert train["a2_sdpa_packed"]["rows_per_pass"] > 1 == train["a_sdpa_unpacked"]["rows_per_pass"]
     for name in ("b_flash_varlen_packed", "c_flash_varlen_packed_kernels"):
         assert train[name]["status"] == "skipped" and "CUDA" in train[name]["reason"]
-    for name in ("a_loop", "b_batched_dynamic", "b_batched_static"):
+    rows, new_tokens = report["generate"]["rows"], report["generate"]["new_tokens"]
+    for name in ("a_loop", "b_batched_unsorted", "b_batched_sorted", "b_batched_sorted_static"):
         row = generate[name]
-        assert row["status"] == "measured" and row["tokens"] == row["timed_rows"] * report["generate"]["new_tokens"]
-    assert generate["a_loop"]["extrapolated"] and not generate["b_batched_static"]["extrapolated"]
+        assert row["status"] == "measured" and (row["timed_rows"], row["tokens"]) == (rows, rows * new_tokens)
+        assert not row["extrapolated"] and row["tokens_per_second"] > 0
+        assert row.get("same_outputs_as_loop", True)  # fp32: batching changes no greedy token
+    assert generate["b_batched_sorted"]["prompt_padding"] < generate["b_batched_unsorted"]["prompt_padding"]
     assert generate["c_vllm"]["status"] == "skipped"
     assert "skipped" in markdown and "needs CUDA" in markdown
+
+
+def test_prompt_padding_of_each_batching_plan_on_hand_numbers():
+    lengths = [10, 2, 9, 3]
+    assert generation_speed.padding_fraction(lengths, generation_speed.one_row_at_a_time(lengths, 1)) == 0
+    unsorted = generation_speed.input_order_batches(lengths, 2)
+    assert unsorted == [[0, 1], [2, 3]] and generation_speed.padding_fraction(lengths, unsorted) == 1 - 24 / 38
+    by_length = length_sorted_batches(lengths, 2)
+    assert by_length == [[0, 2], [3, 1]] and generation_speed.padding_fraction(lengths, by_length) == 1 - 24 / 26
+
+
+def test_loop_timed_on_fewer_rows_is_extrapolated_and_compared_on_those_rows():
+    config = load_text_config(None, tiny=True)
+    loop, by_length = generation_speed.GEN_VARIANTS[0], generation_speed.GEN_VARIANTS[2]
+    section = generation_speed.run_generation_suite(
+        config, [12, 30, 7], new_tokens=2, batch_size=3, loop_rows=1, device="cpu", dtype=torch.float32, seed=0,
+        variants=(loop, by_length))
+    first, batched = section["variants"]
+    assert (first["timed_rows"], first["extrapolated"]) == (1, True)
+    assert first["total_seconds_all_rows"] == pytest.approx(first["seconds"] * 3, rel=1e-3)
+    assert (batched["timed_rows"], batched["tokens"], batched["same_outputs_as_loop"]) == (3, 6, True)
 
 
 def test_tiny_run_reports_packing_per_recipe(tiny_report):
