@@ -69,7 +69,7 @@ for name in "${PART_NAMES[@]}"; do total=$((total + LIMIT_S[$name])); done
 part_args() {
   case $1 in
     train) ARGS=(--suite train --sequence-len 4096 --warmup 2 --steps 6) ;;
-    generate_transformers) ARGS=("${SCORING[@]}" --variants "a_loop,b_batched_dynamic,b_batched_static") ;;
+    generate_transformers) ARGS=("${SCORING[@]}" --variants "a_loop,b_batched_unsorted,b_batched_sorted,b_batched_sorted_static") ;;
     generate_vllm) ARGS=("${SCORING[@]}" --variants c_vllm) ;;
   esac
   ARGS+=(--model-config "$MODEL_CONFIG" --architecture "$ARCHITECTURE" --seed 0 --out "$OUT/parts/$1")
