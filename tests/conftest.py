@@ -12,15 +12,24 @@ import pytest
 from recipekit.testing.offline import go_offline
 
 # Set before any test imports transformers/datasets, so nothing reaches for a hub or
-# writes outside the session's temporary directory.
-_SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
+# writes outside the session's temporary directory. Under pytest-xdist the controller makes
+# the directory and its workers, started with its environment, share it: the tiny models and
+# converted checkpoints of the cache are built once for all of them (under a file lock).
+_SHARED_TMP_VAR = "RECIPEKIT_TEST_SESSION_TMP"
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and os.environ.get(_SHARED_TMP_VAR):
+    _SESSION_TMP = Path(os.environ[_SHARED_TMP_VAR])
+else:
+    _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
+    os.environ[_SHARED_TMP_VAR] = str(_SESSION_TMP)
+_OWN_TMP = _SESSION_TMP / (_WORKER or "main")  # caches a process writes as it goes stay its own
 go_offline()
 # Locations that would override HF_HOME, or point at kernels or models already on this machine.
 for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE",
             "TRANSFORMERS_CACHE", "HF_XET_CACHE", "KERNELS_CACHE", "LOCAL_KERNELS", "SENTENCE_TRANSFORMERS_HOME"):
     os.environ.pop(var, None)
+os.environ["RECIPEKIT_CACHE"] = str(_SESSION_TMP / "recipekit-cache")
 for var, sub in {
-    "RECIPEKIT_CACHE": "recipekit-cache",
     "HF_HOME": "hf-home",
     "HF_DATASETS_CACHE": "hf-datasets",
     "XDG_CACHE_HOME": "xdg-cache",
@@ -29,7 +38,7 @@ for var, sub in {
     "TORCHINDUCTOR_CACHE_DIR": "inductor",
     "TORCH_HOME": "torch-home",
 }.items():
-    os.environ[var] = str(_SESSION_TMP / sub)
+    os.environ[var] = str(_OWN_TMP / sub)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +49,8 @@ def session_tmp() -> Path:
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
-    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist) cleans up
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
