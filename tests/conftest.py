@@ -83,6 +83,36 @@ def gemma2_prompt(tiny_model):
     return prompt
 
 
+@pytest.fixture(scope="session")
+def shared_smoke_run(session_tmp):
+    """shared_smoke_run(recipe, steps, **extra) -> the SmokeResult of smoke_train(recipe, DIR, steps, extra).
+
+    Each distinct run is trained once per session and shared by the tests (in any module, on any
+    worker) that ask for the same one, which only read it. A test that asks is marked `train`.
+    """
+    import hashlib
+    import json
+    import pickle
+    import shutil
+
+    from recipekit.testing import cache_build_lock
+    from recipekit.testing.smoke import smoke_train
+
+    def run(recipe: Path, steps: int, **extra):
+        key = hashlib.sha256(json.dumps([str(recipe), steps, extra], sort_keys=True).encode()).hexdigest()[:12]
+        workdir = session_tmp / "smoke-runs" / f"{Path(recipe).stem}-{key}"
+        result_file = workdir / "smoke_result.pickle"
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        with cache_build_lock(workdir):
+            if not result_file.is_file():
+                shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+                result_file.parent.mkdir(parents=True)
+                result_file.write_bytes(pickle.dumps(smoke_train(recipe, workdir, steps, extra)))
+        return pickle.loads(result_file.read_bytes())
+
+    return run
+
+
 @pytest.fixture
 def fake_hub(monkeypatch):
     """Stands in for huggingface_hub.HfApi where recipekit.checkpoints.hub uses it (no network here).
@@ -116,6 +146,24 @@ def fake_hub(monkeypatch):
 
     monkeypatch.setattr(recipekit.checkpoints.hub, "HfApi", RecordingHfApi)
     return record
+
+
+# --- parallel workers (pytest-xdist, `--dist loadgroup` in pyproject.toml) ---
+_SHARED_SCOPES = {"module", "class", "package"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """In a worker: the tests that share a module- or class-scoped fixture form one group, so
+    one worker builds it once (a trained model, say); every other test goes wherever a worker
+    is free, those that train first, so that no long run is left to start last."""
+    if _WORKER is None:
+        return
+    for item in items:
+        scopes = {d.scope for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs}
+        if scopes & _SHARED_SCOPES:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("train") is None)
 
 
 # --- the `train` marker is kept honest: a test that launches `axolotl train` without it fails ---

@@ -35,6 +35,7 @@ from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
 from recipekit.training.recipe_config import DELETE, apply_overrides, cpu_overrides, dump_config, load_recipe
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
+SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 # declares `processor_config`, which Axolotl reads but its schema would drop
 PROCESSOR_PLUGIN = "recipekit.testing.smoke_plugin.ProcessorConfigPlugin"
@@ -295,7 +296,7 @@ def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: di
 
 
 def smoke_train(
-    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None, nproc: int = 1
+    recipe: str | Path, workdir: str | Path, steps: int = SMOKE_STEPS, extra: dict[str, Any] | None = None, nproc: int = 1
 ) -> SmokeResult:
     """A few CPU steps of `recipe` on its tiny model and fixture data, in `nproc` data-parallel processes."""
     recipe, workdir = Path(recipe), Path(workdir)
@@ -307,7 +308,7 @@ def smoke_train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", type=Path)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=SMOKE_STEPS)
     parser.add_argument("--workdir", type=Path, help="keep the run here (default: a temporary directory)")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel CPU processes (torchrun, gloo)")
     args = parser.parse_args(argv)

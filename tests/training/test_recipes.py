@@ -18,7 +18,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from recipekit.paths import RECIPES_DIR
-from recipekit.testing.smoke import smoke_train
+from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
 from recipekit.training.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
 
@@ -77,9 +77,9 @@ def test_recipe_header_documents_commands_and_deviations(recipe):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_trains_on_cpu(recipe, tmp_path):
+def test_recipe_trains_on_cpu(recipe, shared_smoke_run):
     before = hashlib.sha256(recipe.read_bytes()).hexdigest()
-    result = smoke_train(recipe, tmp_path, steps=3)
+    result = shared_smoke_run(recipe, SMOKE_STEPS)
     assert len(result.losses) >= 1
     assert all(math.isfinite(x) and x > 0 for x in result.losses)
     assert hashlib.sha256(recipe.read_bytes()).hexdigest() == before, "the recipe file was modified"
