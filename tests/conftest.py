@@ -23,6 +23,11 @@ else:
     _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
     os.environ[_SHARED_TMP_VAR] = str(_SESSION_TMP)
 _OWN_TMP = _SESSION_TMP / (_WORKER or "main")  # caches a process writes as it goes stay its own
+if _WORKER:
+    # The cores shared out between the workers (and the trainings they launch): more threads
+    # than cores only spin and wait on the tiny models. Set before torch is imported.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
 go_offline()
 # Locations that would override HF_HOME, or point at kernels or models already on this machine.
 for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE",
