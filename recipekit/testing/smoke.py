@@ -264,7 +264,10 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     recipe = Path(recipe)
     workdir = Path(workdir)
     config, config_path = write_run_config(recipe, workdir, overrides, nproc)
-    options: list[str] = []
+    # One process trains inside the `axolotl` process itself: the default launcher would start
+    # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
+    # stays covered by kill_after_checkpoint and tests/training/test_launch.py.
+    options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
         run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", cwd=workdir)
         options = launch_options(nproc)
