@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from recipekit.cli import command
+from recipekit.errors import UsageError
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
 from recipekit.reporting.manifest import write_manifest
 from recipekit.testing import FIXTURES_DIR
@@ -69,6 +71,7 @@ def _train(recipe: str, base_model: Path, data: Path, workdir: Path, steps: int,
     return result.output_dir
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "demo")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         # Only a previous demo run is replaced, never a directory the demo did not make.
         if not (out / DEMO_MARKER).exists():
-            raise SystemExit(f"{out} exists and is not a demo output; choose another --out")
+            raise UsageError(f"{out} exists and is not a demo output; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / DEMO_MARKER).write_text("written by python -m recipekit.demo\n", encoding="utf-8")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from recipekit.errors import RecipekitError
+
 GPU_REQUIREMENTS_FILE = "requirements-gpu.txt"
 
 
-class MissingGpuPackage(ImportError):
+class MissingGpuPackage(RecipekitError, ImportError):
     """A GPU-only package is needed for the requested path but is not installed."""
 
 

@@ -27,13 +27,16 @@ from typing import Any
 
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import PROBLEMS, check_trace, mentions_answer
-from recipekit.dataio.prep_runner import Stats, write_jsonl
+from recipekit.cli import command
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Stats
 from recipekit.dataio.rows import PrepError, RowError
-from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, run_scorer
+from recipekit.generation.eval_runner import EvalDataError, generate_predictions, run_scorer, scorer_parser
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import fmt, histogram_png, markdown_table, write_json
+from recipekit.reporting.tables import fmt, histogram_png, markdown_table, write_metrics
+from recipekit.templates.lengths import percentile
 
 PREDICTION_FIELDS = ("id", "solution", "output", "new_tokens", "stopped")
 CARD_ROWS = (  # (label in the table, key, shown as percent)
@@ -65,9 +68,8 @@ def length_stats(values: list[int]) -> dict[str, Any]:
     if not values:
         return {"n": 0, **dict.fromkeys(LENGTH_KEYS)}
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(0.9 * (len(ordered) - 1) + 0.5))]  # nearest rank
     return {"n": len(values), "mean": statistics.fmean(values), "median": statistics.median(values),
-            "p90": p90, "max": ordered[-1]}
+            "p90": percentile(ordered, 0.9), "max": ordered[-1]}
 
 
 def _checked_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -108,10 +110,9 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     }
     write_jsonl(out / "checks.jsonl", [{"id": r["id"], "well_formed": c.well_formed, "problems": list(c.problems),
                                         "solution_changed": c.solution_changed} for r, c in zip(rows, checks)])
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     histogram_png([r["new_tokens"] for r, _ in good], out / "trace_lengths.png",
                   f"trace length, well-formed replies ({len(good)} of {n})", "tokens")
-    (out / "metrics.md").write_text(metrics_markdown({out.name: metrics}), encoding="utf-8")
     write_manifest(out, config=vars(args), inputs=[predictions_path], extra={"step": "score"})
     return metrics
 
@@ -131,11 +132,10 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "held-out JSONL rows with instruction and solution", max_new_tokens=1024)
-    return parser
+    return scorer_parser(__doc__, "held-out JSONL rows with instruction and solution", max_new_tokens=1024)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

@@ -23,7 +23,6 @@ as above (recipekit/generation/shards.py).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,16 @@ from typing import Any
 from recipekit.backfill.prep import DEFAULT_SYSTEM
 from recipekit.backfill.rows import read_backfill_rows
 from recipekit.backfill.traces import check_trace
-from recipekit.dataio.prep_runner import Stats, write_jsonl
-from recipekit.dataio.rows import PrepError, RowError
-from recipekit.generation.engine import Generated, ModelLoadError, Sampling, pending
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Stats
+from recipekit.generation.engine import Generated, Sampling, pending
 from recipekit.generation.eval_runner import open_generator
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.generation.shards import ShardError, Workers, add_scale_out_args, fill, parse_args
+from recipekit.generation.shards import Workers, add_scale_out_args, fill, parse_args
 from recipekit.reporting.manifest import write_manifest
-from recipekit.templates.chat_format import ConversationError, inference_prompt
+from recipekit.templates.chat_format import inference_prompt
 
 GENERATION_FIELDS = ("id", "instruction", "solution", "output", "new_tokens", "stopped")
 CARD_SAMPLING = Sampling(max_new_tokens=1024, do_sample=True, temperature=0.7, top_p=0.9, min_p=0.05, seed=42)
@@ -159,17 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv, __name__)
+    check_model_args(args, "model", "base", "adapter")
     sampling = Sampling(max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
                         top_p=args.top_p, min_p=args.min_p or None, seed=args.seed)
-    try:
-        summary = run_backfill(args.input, args.out, lambda: open_generator(args), sampling, args.skip_invalid,
-                               args.system, args.workers)
-    except (RowError, PrepError, PredictionsError, ShardError, ModelLoadError, ConversationError,
-            FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = run_backfill(args.input, args.out, lambda: open_generator(args), sampling, args.skip_invalid,
+                           args.system, args.workers)
     workers = args.workers
     write_manifest(workers.dir(args.out), config=vars(args), inputs=[args.input, *(args.adapter or [])],
                    seed=args.seed)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
 from recipekit.dataio.rows import FieldError
 from recipekit.templates.shapes import conversation, messages_of
 from recipekit.templates.special_tokens import backfill_sentinels, sentinel_pair
@@ -44,15 +46,13 @@ def user_text(instruction: str, solution: str) -> str:
     return wrap("instruction", instruction) + "\n" + wrap("solution", solution)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--mode", choices=["train", "inference"], default="train")
     parser.add_argument("--system", default=DEFAULT_SYSTEM)
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from recipekit.bench import suites
@@ -16,6 +15,7 @@ from recipekit.bench.flops import peak_tflops_for
 from recipekit.bench.lengths import spec_record
 from recipekit.bench.model_build import BenchError, load_text_config
 from recipekit.bench.report import CPU_LABEL, environment, write_report
+from recipekit.cli import command
 
 SUITES = ("packing", "train", "generate")
 
@@ -42,6 +42,7 @@ def _pick(value, full, tiny, is_tiny):
     return value if value is not None else (tiny if is_tiny else full)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -81,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 device=device, dtype=dtype, seed=args.seed)
             report["generate"] = {**section, "lengths": spec_record(spec), "model_type": config.model_type}
             sections.append(("Scoring throughput", suites.generation_markdown(report["generate"])))
-    except (BenchError, ValueError) as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # lengths or step counts the options ask for that cannot run
+        raise BenchError(str(err)) from err
     json_path, md_path = write_report(args.out, "Benchmark report", report, sections)
     print(Path(md_path).read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")

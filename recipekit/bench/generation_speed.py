@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from recipekit.bench.model_build import build_model, missing_requirement
-from recipekit.bench.report import skipped
+from recipekit.bench.report import runnable
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,7 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     model = build_model(config, attn_implementation="sdpa", device=device, dtype=dtype, seed=seed).eval()
     results = []
-    for variant in variants:
-        reason = variant.unavailable()
-        if reason:
-            results.append(skipped(variant.name, reason, description=variant.description))
-            continue
+    for variant in runnable(variants, results):
         timed_rows = min(loop_rows, rows) if variant.name == "a_loop" else rows
         if variant.name == "c_vllm":  # last variant: the engine needs the GPU memory the model holds
             with tempfile.TemporaryDirectory(prefix="bench-vllm-") as folder:

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from recipekit.checkpoints.load import load_tokenizer
 from recipekit.dataio.jsonl import iter_json_objects
 from recipekit.templates.chat_format import to_messages
-from recipekit.templates.lengths import load_tokenizer, token_length
+from recipekit.templates.lengths import token_length
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recipekit.errors import RecipekitError
 from recipekit.testing.tiny_models import tiny_model_path
 
 # The supervisor recipes' adapter (recipes/supervisor_stage2.yml).
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", bias="none")
 
 
-class BenchError(RuntimeError):
+class BenchError(RecipekitError, RuntimeError):
     """A benchmark that cannot run as asked (bad config file, missing input)."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, TypeVar
 
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.reporting.manifest import git_revision, package_versions
@@ -13,6 +13,7 @@ from recipekit.reporting.manifest import git_revision, package_versions
 CPU_LABEL = ("CPU code-path check with tiny shapes: every variant's code ran on a tiny random model. "
              "These timings are NOT performance figures and must not be quoted as such.")
 SKIPPED = "skipped"
+V = TypeVar("V")  # a variant: has name, description and unavailable()
 
 
 def environment() -> dict[str, Any]:
@@ -34,7 +35,19 @@ def skipped(name: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"variant": name, "status": SKIPPED, "reason": reason, **extra}
 
 
-def _cell(value: Any) -> str:
+def runnable(variants: Iterable[V], results: list[dict[str, Any]]) -> Iterator[V]:
+    """The variants that can run here, in order; each one that cannot is added to `results` as
+    skipped, with the reason its `unavailable()` gives, where it stands in the order."""
+    for variant in variants:
+        reason = variant.unavailable()
+        if reason:
+            results.append(skipped(variant.name, reason, description=variant.description))
+        else:
+            yield variant
+
+
+def cell(value: Any) -> str:
+    """A benchmark figure as a table shows it: thousands separated, 4 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -44,12 +57,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_report(out: str | Path, title: str, report: dict[str, Any],
@@ -64,7 +71,7 @@ def write_report(out: str | Path, title: str, report: dict[str, Any],
     parts += [f"Device: {env['device']} - torch {env['torch']} - git {env['git'].get('commit') or '?'}"
               f"{' (uncommitted changes)' if env['git'].get('dirty') else ''}", ""]
     for heading, body in sections:
-        parts += [f"## {heading}", "", body, ""]
+        parts += [f"## {heading}", "", body.rstrip("\n"), ""]
     atomic_write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     atomic_write_text(md_path, "\n".join(parts).rstrip() + "\n")
     return json_path, md_path

@@ -14,8 +14,9 @@ from recipekit.bench.lengths import (
     spec_record,
     synthetic_lengths,
 )
-from recipekit.bench.report import markdown_table
+from recipekit.bench.report import cell
 from recipekit.paths import RECIPES_DIR
+from recipekit.reporting.tables import markdown_table
 from recipekit.testing.smoke import resolve_fixtures, resolve_tiny_model
 from recipekit.training.recipe_config import load_recipe
 
@@ -75,7 +76,7 @@ def packing_markdown(section: dict[str, Any]) -> str:
             "multiple of 64); `packed_sdpa` (Axolotl multipack, micro_batch_size bins of sequence_len: SDPA/eager); "
             "`packed_varlen` (one bin of micro_batch_size x sequence_len: flash-attention varlen). Fixture lengths "
             "come from the tiny tokenizer (byte-level, 640 tokens), so they are longer than the real tokenizer's.\n\n"
-            + markdown_table(section["rows"], PACKING_COLUMNS))
+            + markdown_table(PACKING_COLUMNS, section["rows"], cell))
 
 
 def training_lengths(tiny: bool):
@@ -100,9 +101,9 @@ def training_markdown(section: dict[str, Any]) -> str:
     return (f"Length set: {section['lengths']['description']}; sequence_len {section['sequence_len']}, "
             f"{section['epochs']} epochs; card: {section['card_stage2_seconds'] / 3600:.2f} h on half an H200. "
             f"Peak BF16 used for MFU: {section['peak_bf16_tflops'] or 'none (no GPU)'} TFLOP/s.\n\n"
-            + markdown_table(section["variants"], TRAIN_COLUMNS))
+            + markdown_table(TRAIN_COLUMNS, section["variants"], cell))
 
 
 def generation_markdown(section: dict[str, Any]) -> str:
     return (f"{section['rows']} prompts ({section['lengths']['description']}) x {section['new_tokens']} new tokens.\n\n"
-            + markdown_table(section["variants"], GEN_COLUMNS))
+            + markdown_table(GEN_COLUMNS, section["variants"], cell))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from recipekit.bench import flops, packing
 from recipekit.bench.model_build import add_lora, build_model, missing_requirement
-from recipekit.bench.report import skipped
+from recipekit.bench.report import runnable
 
 CARD_STAGE2_SECONDS = 6 * 3600 + 2 * 60  # "Wall clock: 6h02m on a half-H200"
 CARD_EPOCHS = 7
@@ -159,11 +159,7 @@ def run_training_suite(config: Any, lengths: Sequence[int], *, sequence_len: int
     """Every variant measured (or skipped with its reason) and projected to the card's stage 2."""
     layers = flops.attention_layers(config)
     results = []
-    for variant in variants:
-        reason = variant.unavailable()
-        if reason:
-            results.append(skipped(variant.name, reason, description=variant.description))
-            continue
+    for variant in runnable(variants, results):
         result = measure_variant(variant, config, lengths, sequence_len=sequence_len, device=device, dtype=dtype,
                                  warmup=warmup, steps=steps, seed=seed, peak_tflops=peak_tflops)
         workload = flops.training_flops([x for x in lengths if x <= sequence_len], result["matmul_params"], layers)

@@ -12,22 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
 from recipekit.dataio.split import stratified_split
 from recipekit.templates.shapes import conversation, messages_of
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--system", default="", help="optional system prompt (Gemma 3 prepends it to the first user turn)")
     parser.add_argument("--split-test", type=int, metavar="K", help="hold out K rows, stratified by intent")
     parser.add_argument("--test-output", type=Path, help="JSONL file of the held-out rows")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     if (args.split_test is None) != (args.test_output is None):
         parser.error("--split-test and --test-output go together")
     stats = Stats()

@@ -21,23 +21,22 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from recipekit.dataio.atomic import atomic_write_text
+from recipekit.cli import command
 from recipekit.generation.engine import TransformersGenerator
 from recipekit.generation.eval_runner import (
     EvalDataError,
-    add_generation_args,
-    add_text_metric_args,
     generate_predictions,
     read_conversation_rows,
     run_scorer,
+    scorer_parser,
 )
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.metrics.perplexity import perplexity, reference_nll
 from recipekit.metrics.text import bertscore_label, bleu4, chrf, rouge_l, text_scores
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_metrics
+from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "intent", "category", "reference", "output", "ref_nll", "ref_tokens")
 GROUPINGS = ("category", "intent")
@@ -129,8 +128,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
             groups[row[field]].append(row)
         metrics[f"per_{field}"] = {name: group_scores(members, args.bleu_tokenize)
                                    for name, members in sorted(groups.items())}
-    write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "metrics.md", metrics_markdown({out.name: metrics}))
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     for field in GROUPINGS:
         per = metrics[f"per_{field}"]
         bar_chart_png(list(per), {"ROUGE-L x100": [g["rouge_l"] * 100 for g in per.values()],
@@ -157,13 +155,12 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "held-out JSONL in the prep_bitext.py shape", max_new_tokens=256)
-    add_text_metric_args(parser)
+    parser = scorer_parser(__doc__, "held-out JSONL in the prep_bitext.py shape", max_new_tokens=256, text_metrics=True)
     parser.add_argument("--no-perplexity", action="store_true", help="skip the reference NLL pass")
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

@@ -9,13 +9,14 @@ every hub failure (no token, offline, a refused request) is one line naming the 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
 
-from recipekit.checkpoints.load import WEIGHT_SUFFIXES, CheckpointError
+from recipekit.checkpoints.load import WEIGHT_SUFFIXES, CheckpointError, refuse_existing
 from recipekit.reporting.manifest import MANIFEST_NAME
 
 CARD_NAME = "README.md"
@@ -71,3 +72,29 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
                            f"the checkpoint is still in {folder}{_login_hint(err)}") from err
     print(f"pushed {folder} to {url}")
     return str(url)
+
+
+@dataclass(kw_only=True)
+class ExportRequest:
+    """What every command that writes a checkpoint directory (merge, 4-bit export) is given besides its input."""
+
+    out: Path
+    force: bool = False
+    device: str | None = None
+    push_to_hub: str | None = None
+    private: bool = False
+
+    def check(self) -> None:
+        """Fail before any work: OUT exists and --force was not given, or --push-to-hub has no hub login."""
+        refuse_existing(self.out, self.force)
+        if self.push_to_hub:
+            check_login(self.push_to_hub)
+
+    @property
+    def card_title(self) -> str:
+        return self.push_to_hub or self.out.name
+
+    def publish(self) -> None:
+        """Push OUT, once written with its card and manifest, to --push-to-hub when given."""
+        if self.push_to_hub:
+            push_folder(self.out, self.push_to_hub, self.private)

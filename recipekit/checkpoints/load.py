@@ -12,12 +12,12 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from recipekit.checkpoints.model_path import resolve_model_path
+from recipekit.errors import RecipekitError
+from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# End-of-turn tokens of the chat formats the recipes use, most specific first.
-END_OF_TURN_CANDIDATES = ("<turn|>", "<end_of_turn>", "<|im_end|>")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 # What a multimodal checkpoint's processor reads besides the tokenizer: transformers 5 writes
 # processor_config.json alone; older checkpoints (Gemma 3) split off the image and video
@@ -28,8 +28,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 
+if TYPE_CHECKING:  # torch is imported where a model loads, so a command can refuse bad arguments first
+    import torch
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(RecipekitError, RuntimeError):
     """A checkpoint that cannot be loaded, merged or written as asked."""
 
 
@@ -56,6 +59,8 @@ def refuse_existing(out: Path, force: bool) -> None:
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -77,6 +82,7 @@ def attention_implementation(config, device: str, dtype: torch.dtype | None) -> 
     trained with flash-attention. Flash-attention 2 applies the cap but only runs in half
     precision on CUDA; eager applies it everywhere. `dtype` None means the checkpoint's own.
     """
+    import torch
     from transformers.utils import is_flash_attn_2_available
 
     text = config.get_text_config(decoder=True)  # multimodal configs nest the decoder's
@@ -94,8 +100,10 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None, device: str, *
     Every model that generates, judges or scores here is loaded through this, so each gets
     an attention kernel that computes what training computed (`attention_implementation`).
     """
+    import torch
     from transformers import AutoConfig
 
+    path = resolve_model_path(path)
     refuse_sharded(path)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -133,8 +141,16 @@ def copy_processor_files(source: str | Path, out: Path) -> list[str]:
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
+    path = resolve_model_path(path, "tokenizer")
     refuse_sharded(path)
     return AutoTokenizer.from_pretrained(path)
+
+
+def load_chat_tokenizer(path: str | Path):
+    """The tokenizer of `path`, refused (CheckpointError) without a chat template."""
+    tokenizer = load_tokenizer(path)
+    require_chat_template(tokenizer, path)
+    return tokenizer
 
 
 def require_chat_template(tokenizer, source: str | Path, error: type[Exception] = CheckpointError) -> None:
@@ -167,7 +183,7 @@ def end_of_turn_token(tokenizer, explicit: str | None = None) -> str:
             raise CheckpointError(f"end-of-turn token {explicit!r} is not a single token of the tokenizer")
         return explicit
     template = tokenizer.chat_template or ""
-    for candidate in END_OF_TURN_CANDIDATES:
+    for candidate in END_OF_TURN_TOKENS:
         if candidate in template and token_id(tokenizer, candidate) is not None:
             return candidate
     if tokenizer.eos_token is None:

@@ -40,34 +40,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from recipekit.checkpoints.hub import add_push_args, check_login, push_folder
+from recipekit.checkpoints.hub import ExportRequest, add_push_args
 from recipekit.checkpoints.load import (
-    DTYPES,
     CheckpointError,
     copy_processor_files,
     default_device,
     end_of_turn_token,
     generation_config_for,
     has_tokenizer,
+    load_chat_tokenizer,
     load_model,
     load_tokenizer,
-    refuse_existing,
     refuse_sharded,
-    require_chat_template,
 )
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.checkpoints.probes import LogitDiff, compare_logits, probe_logits, probe_texts
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, write_card
+from recipekit.reporting.model_card import write_card
 from recipekit.training.recipe_config import RecipeError, load_recipe
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 RELATIVE_TOLERANCE = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 2.5e-1}
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -215,31 +215,23 @@ def merge_chain(model, adapters: list[Adapter], tokenizer, texts: list[str]) -> 
     return MergeResult(model, stage_diffs, chain_diff, reference if reference is not None else before)
 
 
-@dataclass
-class MergeRequest:
+@dataclass(kw_only=True)
+class MergeRequest(ExportRequest):
     base: str
     adapters: list[Path]
-    out: Path
     dtype: str = "bfloat16"
     merge_dtype: str = "float32"
-    force: bool = False
     tolerance: float | None = None
     eot_token: str | None = None
-    device: str | None = None
     recipe: Path | None = None
-    push_to_hub: str | None = None
-    private: bool = False
 
 
 def run_merge(request: MergeRequest) -> dict[str, Any]:
     """Merge, verify and write OUT with its model card, then push it if asked; return the manifest's summary."""
-    refuse_existing(request.out, request.force)
-    if request.push_to_hub:
-        check_login(request.push_to_hub)
+    request.check()
     adapters = [read_adapter(path) for path in request.adapters]
     token_source = next((a.path for a in reversed(adapters) if has_tokenizer(a.path)), request.base)
-    tokenizer = load_tokenizer(token_source)
-    require_chat_template(tokenizer, token_source)
+    tokenizer = load_chat_tokenizer(token_source)
     eot = end_of_turn_token(tokenizer, request.eot_token)
     base_tokenizer = load_tokenizer(request.base)
 
@@ -301,11 +293,10 @@ def run_merge(request: MergeRequest) -> dict[str, Any]:
             inputs=request.adapters,
             extra={"merge": summary},
         )
-        write_card(staging, title=request.push_to_hub or request.out.name)
+        write_card(staging, title=request.card_title)
     print(f"wrote {request.out} (end of turn {eot!r}, eos ids {summary['eos_token_id']}), "
           f"model card {request.out / 'README.md'}")
-    if request.push_to_hub:
-        push_folder(request.out, request.push_to_hub, request.private)
+    request.publish()
     return summary
 
 
@@ -349,11 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run_merge(request_from_args(args))
-    except (CheckpointError, RecipeError, CardError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    check_model_args(args, "base", "adapter")
+    run_merge(request_from_args(args))
     return 0

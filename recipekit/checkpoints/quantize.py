@@ -18,29 +18,28 @@ OUT also gets a README.md model card (recipekit/reporting/model_card.py); --push
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from recipekit.checkpoints.hub import add_push_args, check_login, push_folder
+from recipekit.checkpoints.hub import ExportRequest, add_push_args
 from recipekit.checkpoints.load import (
     CheckpointError,
     copy_processor_files,
     default_device,
     human_size,
+    load_chat_tokenizer,
     load_model,
-    load_tokenizer,
-    refuse_existing,
-    require_chat_template,
     weights_size,
 )
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.checkpoints.probes import compare_logits, probe_logits, probe_texts
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, write_card
+from recipekit.reporting.model_card import write_card
 
 # A reloaded checkpoint must compute exactly what was saved; allow float reordering only.
 RELOAD_TOLERANCE = 1e-5
@@ -88,24 +87,16 @@ def load_4bit(path: str | Path, device: str, **kwargs):
     return model
 
 
-@dataclass
-class QuantizeRequest:
+@dataclass(kw_only=True)
+class QuantizeRequest(ExportRequest):
     model: Path
-    out: Path
-    force: bool = False
-    device: str | None = None
     max_drift: float | None = None
-    push_to_hub: str | None = None
-    private: bool = False
 
 
 def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
-    refuse_existing(request.out, request.force)
-    if request.push_to_hub:
-        check_login(request.push_to_hub)
+    request.check()
     device = request.device or default_device()
-    tokenizer = load_tokenizer(request.model)
-    require_chat_template(tokenizer, request.model)
+    tokenizer = load_chat_tokenizer(request.model)
     texts = probe_texts(tokenizer)
 
     full = load_model(request.model, None, device)
@@ -152,14 +143,14 @@ def run_quantize(request: QuantizeRequest) -> dict[str, Any]:
             "processor_files": processor_files,
         }
         write_manifest(staging, config={"quantize": summary}, inputs=[request.model], extra={"quantize": summary})
-        write_card(staging, title=request.push_to_hub or request.out.name)
+        write_card(staging, title=request.card_title)
     print(f"weights {human_size(before)} -> {human_size(after)} ({after / before:.1%}); wrote {request.out}, "
           f"model card {request.out / 'README.md'}")
-    if request.push_to_hub:
-        push_folder(request.out, request.push_to_hub, request.private)
+    request.publish()
     return summary
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="merged checkpoint directory")
@@ -169,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     add_push_args(parser)
     args = parser.parse_args(argv)
-    try:
-        run_quantize(QuantizeRequest(args.model, args.out, args.force, args.device, args.max_drift,
-                                     args.push_to_hub, args.private))
-    except (CheckpointError, CardError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    check_model_args(args, "model")
+    run_quantize(QuantizeRequest(model=args.model, out=args.out, force=args.force, device=args.device,
+                                 max_drift=args.max_drift, push_to_hub=args.push_to_hub, private=args.private))
     return 0

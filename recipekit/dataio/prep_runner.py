@@ -10,8 +10,6 @@ failed run leaves no output behind.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from recipekit.dataio.atomic import atomic_open
+from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
 
 
@@ -120,12 +118,6 @@ def dedupe(records: list[Any], key: Callable[[Any], Any], stats: Stats) -> list[
     return kept
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    with atomic_open(path) as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")  # str: dates in rejected rows
-
-
 def finish(args: argparse.Namespace, stats: Stats, outputs: dict[Path, list[dict[str, Any]]],
            length_messages: Callable[[dict], list[dict[str, str]]] | None = None) -> int:
     """Write every output (and the rejects), then print the summary. Returns the exit status."""
@@ -150,18 +142,11 @@ def summary(stats: Stats, outputs: dict[Path, list[dict[str, Any]]], tokenizer_p
     for reason, count in sorted(stats.dropped.items()):
         lines.append(f"dropped ({reason}): {count}")
     if tokenizer_path and length_messages is not None:
-        from recipekit.templates.lengths import load_tokenizer, percentiles, token_length
+        from recipekit.checkpoints.load import load_tokenizer
+        from recipekit.templates.lengths import percentiles, token_length
 
         tokenizer = load_tokenizer(tokenizer_path)
         lengths = [token_length(tokenizer, length_messages(r)) for rs in outputs.values() for r in rs]
         lines.append("tokens: " + ", ".join(f"{name} {value}" for name, value in percentiles(lengths).items()))
     return "\n".join(lines)
 
-
-def cli(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run a preprocessor; a bad row or an impossible run becomes one line on stderr and exit 2."""
-    try:
-        return run(argv)
-    except (RowError, PrepError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

@@ -14,8 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from recipekit.dataio.jsonl import iter_json_lines
+from recipekit.errors import RecipekitError
 
-class FieldError(ValueError):
+
+class FieldError(RecipekitError, ValueError):
     """A row whose `field` is missing or malformed; the reader adds file and line."""
 
     def __init__(self, field: str, reason: str):
@@ -24,7 +27,7 @@ class FieldError(ValueError):
         self.reason = reason
 
 
-class RowError(ValueError):
+class RowError(RecipekitError, ValueError):
     """A bad row, located: file, line and field."""
 
     def __init__(self, file: str, line: int, field: str, reason: str, raw: Any = None):
@@ -35,20 +38,16 @@ class RowError(ValueError):
         return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason, "row": self.raw}
 
 
-class PrepError(ValueError):
+class PrepError(RecipekitError, ValueError):
     """A run that cannot produce output (no such input, empty input, impossible split)."""
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield number, RowError(str(path), number, "<json>", f"not valid JSON: {err.msg} at column {err.colno}",
-                                       raw=line.rstrip("\n"))
+    for number, value in iter_json_lines(path):
+        if isinstance(value, json.JSONDecodeError):
+            value = RowError(str(path), number, "<json>", f"not valid JSON: {value.msg} at column {value.colno}",
+                             raw=value.doc.rstrip("\n"))
+        yield number, value
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:

@@ -16,14 +16,15 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from recipekit.checkpoints.load import default_device, has_tokenizer, load_model, require_chat_template
+from recipekit.checkpoints.load import default_device, has_tokenizer, load_model, load_tokenizer, require_chat_template
+from recipekit.checkpoints.model_path import resolve_model_path
+from recipekit.errors import RecipekitError
 from recipekit.gpu_deps import require_gpu_package
 from recipekit.templates.chat_format import prompt_token_ids_batch
+from recipekit.templates.special_tokens import END_OF_TURN_TOKENS
 
-END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
 
-
-class ModelLoadError(ValueError):
+class ModelLoadError(RecipekitError, ValueError):
     """A checkpoint that cannot serve as a chat model here."""
 
 
@@ -47,13 +48,12 @@ class Generated:
 def load_chat_model(model: str | None = None, base: str | None = None, adapters: Sequence[str] = (),
                     dtype: str = "auto", device: str | None = None):
     """(model, tokenizer) from a merged checkpoint, or from a base plus LoRA adapters applied in order."""
-    from transformers import AutoTokenizer
-
     if bool(model) == bool(base):
         raise ModelLoadError("give either --model (a merged checkpoint) or --base with --adapter")
     source = model or base
+    adapters = [resolve_model_path(adapter, "adapter") for adapter in adapters]
     tokenizer_source = next((a for a in reversed(adapters) if has_tokenizer(a)), source)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    tokenizer = load_tokenizer(tokenizer_source)
     require_chat_template(tokenizer, tokenizer_source, ModelLoadError)
     lm = load_model(source, dtype, device or default_device())
     if adapters:
@@ -133,11 +133,9 @@ class VllmGenerator:
 
     def __init__(self, model_path: str, dtype: str = "auto", tensor_parallel_size: int = 1, chunk_size: int = 256):
         vllm = require_gpu_package("vllm", "--backend vllm")
-        from transformers import AutoTokenizer
-
         self._vllm = vllm
         self.chunk_size = chunk_size
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer = load_tokenizer(model_path)
         self.llm = vllm.LLM(model=model_path, dtype=dtype, tensor_parallel_size=tensor_parallel_size)
         self.stop_ids = stop_token_ids(self.tokenizer)
 

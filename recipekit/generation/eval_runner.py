@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from recipekit.checkpoints.model_path import check_model_args
 from recipekit.dataio.jsonl import iter_json_objects
+from recipekit.errors import RecipekitError, UsageError
 from recipekit.generation.engine import (
     Generated,
     ModelLoadError,
@@ -29,15 +30,14 @@ from recipekit.generation.engine import (
     load_chat_model,
     pending,
 )
-from recipekit.generation.predictions import PredictionsError
-from recipekit.generation.shards import ShardError, add_scale_out_args, fill
-from recipekit.metrics.text import MetricArgumentError, resolve_bertscore_layer
+from recipekit.generation.shards import add_scale_out_args, fill
+from recipekit.metrics.text import resolve_bertscore_layer
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, refresh_card
+from recipekit.reporting.model_card import refresh_card
 from recipekit.templates.chat_format import ConversationError, inference_prompt, to_messages
 
 
-class EvalDataError(ValueError):
+class EvalDataError(RecipekitError, ValueError):
     """A test file row that is not in the shape its preprocessor writes."""
 
 
@@ -108,13 +108,16 @@ def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], f
 def load_runs(paths: list[str], names: list[str] | None) -> dict[str, dict[str, Any]]:
     """metrics.json files by run name (the given names, else each file's folder name)."""
     if names and len(names) != len(paths):
-        raise SystemExit("--names needs one name per metrics file")
+        raise UsageError("--names needs one name per metrics file")
     return {(names[i] if names else Path(p).parent.name): json.loads(Path(p).read_text(encoding="utf-8"))
             for i, p in enumerate(paths)}
 
 
+SCORE_ONLY = ("PREDICTIONS", "score an existing predictions.jsonl")  # --score-only's metavar and help
+
+
 def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new_tokens: int,
-                        score_only: tuple[str, str] = ("PREDICTIONS", "score an existing predictions.jsonl")) -> None:
+                        score_only: tuple[str, str] = SCORE_ONLY) -> None:
     parser.add_argument("--model", help="merged checkpoint")
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
@@ -140,32 +143,39 @@ def add_text_metric_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sbert-model", help="sentence-transformers model for SBERT cosine")
 
 
+def scorer_parser(description: str, data_help: str, max_new_tokens: int, *, text_metrics: bool = False,
+                  score_only: tuple[str, str] = SCORE_ONLY) -> argparse.ArgumentParser:
+    """A scorer's command line: generation (or --score-only, --compare) and, with `text_metrics`, the
+    text metrics' settings."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_args(parser, data_help, max_new_tokens, score_only)
+    if text_metrics:
+        add_text_metric_args(parser)
+    return parser
+
+
 def run_scorer(args: argparse.Namespace, generate: Callable[[argparse.Namespace], Path],
                score: Callable[[Path | str, Path | str, argparse.Namespace], dict[str, Any]],
                markdown: Callable[[dict[str, dict[str, Any]]], str]) -> int:
-    """--compare, --score-only, or generate then score; bad input is one line on stderr and exit 2."""
-    try:
-        if args.compare:
-            print(markdown(load_runs(args.compare, args.names)))
+    """--compare, --score-only, or generate then score."""
+    if args.compare:
+        print(markdown(load_runs(args.compare, args.names)))
+        return 0
+    if not args.out:
+        raise UsageError("--out is required")
+    check_model_args(args, "bertscore_model", "sbert_model", *(() if args.score_only else ("model", "base", "adapter")))
+    if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
+        args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
+    if args.score_only:
+        predictions = args.score_only
+    else:
+        if not args.data:
+            raise UsageError("--data is required to generate (or pass --score-only)")
+        predictions = generate(args)
+        if args.workers.shard:  # scored once every shard is in
+            print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
             return 0
-        if not args.out:
-            raise SystemExit("--out is required")
-        if getattr(args, "bertscore_model", None):  # a bad layer fails now, not after a long generation
-            args.bertscore_layer = resolve_bertscore_layer(args.bertscore_model, args.bertscore_layer)
-        if args.score_only:
-            predictions = args.score_only
-        else:
-            if not args.data:
-                raise SystemExit("--data is required to generate (or pass --score-only)")
-            predictions = generate(args)
-            if args.workers.shard:  # scored once every shard is in
-                print(f"shard {args.workers.shard}: {predictions}; score with --merge-shards {args.workers.shard.count}")
-                return 0
-        metrics = score(predictions, args.out, args)
-        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
-    except (EvalDataError, PredictionsError, ShardError, ModelLoadError, ConversationError, MetricArgumentError,
-            CardError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    metrics = score(predictions, args.out, args)
+    refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
     print(markdown({Path(args.out).name: metrics}))
     return 0

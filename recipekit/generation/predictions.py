@@ -8,15 +8,15 @@ a last line without its newline: a write that a crash cut short.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from recipekit.dataio.jsonl import iter_json_objects
+from recipekit.dataio.jsonl import iter_json_objects, json_line
+from recipekit.errors import RecipekitError
 
 
-class PredictionsError(ValueError):
+class PredictionsError(RecipekitError, ValueError):
     """A predictions file that cannot be read as expected."""
 
 
@@ -73,7 +73,7 @@ class PredictionStore:
         missing = [f for f in self.required if f not in row]
         if missing:
             raise PredictionsError(f"refusing to write a row without {missing}")
-        line = json.dumps(row, ensure_ascii=False) + "\n"
+        line = json_line(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -31,12 +30,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from recipekit.dataio.atomic import atomic_write_text
+from recipekit.dataio.jsonl import json_line
+from recipekit.errors import RecipekitError
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 
 SHARDS_DIR = "shards"
 
 
-class ShardError(ValueError):
+class ShardError(RecipekitError, ValueError):
     """Shard options that do not fit together, or shard files that do not merge."""
 
 
@@ -252,7 +253,7 @@ def merge_shards(out: str | Path, name: str, count: int, rows: Sequence[dict[str
         if missing:
             raise ShardError(f"{path}: {len(missing)} of shard {shard}'s rows are missing (first: id "
                              f"{missing[0]!r}); rerun --shard {shard} to finish it")
-    text = "".join(json.dumps(merged[key], ensure_ascii=False) + "\n" for key in expected)
+    text = "".join(json_line(merged[key]) for key in expected)
     target = out / name
     if target.exists() and target.read_text(encoding="utf-8") != text:
         raise ShardError(f"{target} exists and is not the merge of the {count} shards; move it away to merge")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any, Sequence
 
+from recipekit.errors import RecipekitError
+
 # One token per CJK ideograph/kana (those scripts do not separate words by spaces),
 # and runs of any other letters or digits, Hangul included.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -30,7 +32,7 @@ class UnicodeTokenizer:
         return _TOKEN.findall(text.lower())
 
 
-class MetricArgumentError(ValueError):
+class MetricArgumentError(RecipekitError, ValueError):
     """A metric option that cannot apply to the model it is given (a bad --bertscore-layer)."""
 
 

@@ -14,13 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from recipekit.templates.special_tokens import strip_special_tokens
+
 LABELS = ("correct", "incorrect")
 UNPARSED = "<unparsed>"
-CHAT_SPECIAL_TOKENS = (
-    "<turn|>", "<|turn>", "<eos>", "<bos>", "<pad>", "<end_of_turn>", "<start_of_turn>",
-    "<|im_end|>", "<|im_start|>", "<|endoftext|>", "</s>", "<s>", "<|channel>", "<channel|>",
-)
-_SPECIALS = re.compile("|".join(re.escape(t) for t in CHAT_SPECIAL_TOKENS))
 
 
 @dataclass(frozen=True)
@@ -28,10 +25,6 @@ class Verdict:
     label: str | None
     reason: str | None
     failure: str | None  # why parsing failed, None on success
-
-
-def strip_special_tokens(text: str) -> str:
-    return _SPECIALS.sub("", text).strip()
 
 
 def _first_json_object(text: str) -> dict | None:

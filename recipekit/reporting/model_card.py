@@ -8,8 +8,8 @@ every number in it is a number in one of them:
 - the checkpoint's manifest.json and those of the runs it came from, followed back through
   a training run's base_model, a merge's base and adapters, and an export's source: the
   pipeline, the hyper-parameters, the data and the versions;
-- the header comment of each recipe a training manifest names: what the recipe does and its
-  "Deviations from the card";
+- the header comment of each recipe a training manifest names: what the recipe does, the
+  public model card it reproduces (name and link) and its "Deviations from the card";
 - the scorers' metrics.json files: each scorer's own table, with a column for every earlier
   checkpoint of the pipeline scored on the same test file (the source cards' "stage-1 only"
   column), and a model-index of the headline metrics in the metadata.
@@ -36,8 +36,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from recipekit.checkpoints.hub import CARD_NAME, PublishError, add_push_args, check_login, push_folder
+from recipekit.checkpoints.hub import CARD_NAME, add_push_args, check_login, push_folder
+from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_write_text
+from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
 from recipekit.reporting.manifest import MANIFEST_NAME
 from recipekit.reporting.tables import markdown_table
@@ -59,7 +61,7 @@ HYPERPARAMETERS = (
 PACKAGES = ("axolotl", "transformers", "trl", "peft", "torch", "bitsandbytes")
 
 
-class CardError(ValueError):
+class CardError(RecipekitError, ValueError):
     """A manifest, recipe or metrics file that a model card cannot be built from."""
 
 
@@ -404,8 +406,11 @@ class _Card:
         parts = {}
         for step in self.trainings:
             named, found = _recipe(step)
-            items = ("\n".join(f"- {item}" for item in read_header(found).deviations) or "The recipe lists none."
-                     if found else f"{_code(named)} is not on this machine, so its deviations are not listed.")
+            header = read_header(found) if found else None
+            items = ("\n".join(f"- {item}" for item in header.deviations) or "The recipe lists none."
+                     if header else f"{_code(named)} is not on this machine, so its deviations are not listed.")
+            if header and header.card_url:
+                items = f"Source card: [{header.card_name}]({header.card_url})\n\n{items}"
             parts.setdefault(_recipe_name(step), f"### {_code(_recipe_name(step))}\n\n{items}\n")
         return "\n".join(parts.values()) or "No recipe is named by the runs this checkpoint came from."
 
@@ -489,6 +494,7 @@ def refresh_card(model_dir: str | Path | None, metrics: Iterable[str | Path] = (
     return path
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="merged, 4-bit or fully trained checkpoint directory")
@@ -498,15 +504,11 @@ def main(argv: list[str] | None = None) -> int:
                                        "the directory's name)")
     add_push_args(parser)
     args = parser.parse_args(argv)
-    try:
-        if args.push_to_hub:
-            check_login(args.push_to_hub)
-        print(f"model card: {write_card(args.model, args.metrics, args.name)}")
-        if args.push_to_hub:
-            push_folder(args.model, args.push_to_hub, args.private)
-    except (CardError, PublishError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.push_to_hub:
+        check_login(args.push_to_hub)
+    print(f"model card: {write_card(args.model, args.metrics, args.name)}")
+    if args.push_to_hub:
+        push_folder(args.model, args.push_to_hub, args.private)
     return 0
 
 

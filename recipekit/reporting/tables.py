@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from recipekit.dataio.atomic import atomic_open, atomic_write_text
 
@@ -12,6 +12,12 @@ from recipekit.dataio.atomic import atomic_open, atomic_write_text
 def write_json(path: str | Path, data: Any) -> Path:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return Path(path)
+
+
+def write_metrics(out: str | Path, metrics: dict[str, Any], markdown: str) -> None:
+    """OUT/metrics.json and OUT/metrics.md (its table), each written whole or not at all."""
+    write_json(Path(out) / "metrics.json", metrics)
+    atomic_write_text(Path(out) / "metrics.md", markdown)
 
 
 def fmt(value: Any, percent: bool = False, digits: int = 3) -> str:
@@ -22,9 +28,14 @@ def fmt(value: Any, percent: bool = False, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]],
+                   cell: Callable[[Any], str] = str) -> str:
+    """A Markdown table; each row is its cells in header order, or a mapping from the header's names
+    (a name it lacks: None), and `cell` writes each value."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    for row in rows:
+        values = [row.get(name) for name in header] if isinstance(row, Mapping) else row
+        lines.append("| " + " | ".join(cell(value) for value in values) + " |")
     return "\n".join(lines) + "\n"
 
 

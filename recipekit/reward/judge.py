@@ -19,13 +19,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect, finish, write_jsonl
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect, finish
 from recipekit.dataio.rows import PrepError
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.templates.chat_format import inference_prompt
 from recipekit.templates.shapes import messages_of
+from recipekit.templates.special_tokens import strip_special_tokens
 
 JUDGE_INSTRUCTIONS = """You compare two answers to the same request and decide which one serves the person better.
 Weigh, in this order: whether it actually does what was asked, whether it is correct, whether it is clear and \
@@ -47,7 +51,7 @@ You may think briefly first. Then end your reply with one last line that is exac
 _VERDICT_LINE = re.compile(r"Verdict: ([AB])")
 
 
-class VerdictError(ValueError):
+class VerdictError(RecipekitError, ValueError):
     """A judge reply that does not end with a single well-formed verdict line."""
 
 
@@ -167,12 +171,9 @@ def _candidates(row: dict[str, Any]) -> dict[str, Any] | Drop:
     return {"id": row.get("id"), "prompt": prompt, "responses": distinct}
 
 
+@command
 def main(argv: list[str] | None = None, judge: Judge | None = None) -> int:
     """The command; `judge` replaces the model judge (for tests and other judges)."""
-    return cli(lambda args: _run(args, judge), argv)
-
-
-def _run(argv: list[str] | None, judge: Judge | None = None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--judge", required=judge is None, help="judge chat model (path or hub name)")
     parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
@@ -181,6 +182,7 @@ def _run(argv: list[str] | None, judge: Judge | None = None) -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--system", default="", help="system field of the written Bradley-Terry rows")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer", "judge")
     stats = Stats()
     items = collect(args.input, _candidates, stats, args.skip_invalid)
     for number, item in enumerate(items):

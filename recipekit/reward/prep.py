@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Drop, Stats, base_parser, cli, collect_located, finish
+from recipekit.dataio.prep_runner import Drop, Stats, base_parser, collect_located, finish
 from recipekit.dataio.rows import FieldError, source_split
 from recipekit.templates.shapes import messages_of
 
@@ -104,16 +106,14 @@ def to_pair(row: dict[str, Any], language: str | None) -> dict[str, str] | Drop:
                               "arena (conversation_a, conversation_b, winner) nor plain (prompt, chosen, rejected)")
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--format", choices=["bt", "eval"], default="bt")
     parser.add_argument("--language", help="keep only HelpSteer3 rows of this language (e.g. japanese)")
     parser.add_argument("--system", default="", help="system prompt of the Bradley-Terry rows ('' for none)")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, str] | Drop:

@@ -18,7 +18,6 @@ the chosen score is strictly greater than the rejected one: ties count as wrong.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,14 +25,14 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from recipekit.checkpoints.load import default_device, load_model, require_chat_template
-from recipekit.dataio.atomic import atomic_write_text
-from recipekit.dataio.jsonl import iter_json_objects
-from recipekit.dataio.prep_runner import write_jsonl
+from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
+from recipekit.cli import command
+from recipekit.dataio.jsonl import iter_json_objects, write_jsonl
 from recipekit.generation.engine import ModelLoadError
 from recipekit.generation.eval_runner import EvalDataError, load_runs
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.model_card import CardError, refresh_card
-from recipekit.reporting.tables import fmt, markdown_table, write_json
+from recipekit.reporting.model_card import refresh_card
+from recipekit.reporting.tables import fmt, markdown_table, write_metrics
 from recipekit.reward.prep import CARD_NAMES
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -80,6 +79,7 @@ def load_reward_model(path: str, dtype: str = "auto", device: str | None = None)
     """(model, tokenizer) of a sequence-classification checkpoint with one score and a chat template."""
     from transformers import AutoConfig, AutoTokenizer
 
+    path = resolve_model_path(path)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -187,8 +187,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     metrics = pair_metrics(scored)
     write_jsonl(out / "scores.jsonl", scored)
-    write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "metrics.md", metrics_markdown({args.name or Path(args.model).name: metrics}))
+    write_metrics(out, metrics, metrics_markdown({args.name or Path(args.model).name: metrics}))
     write_manifest(out, config=vars(args), inputs=[args.data], seed=None)
     return metrics
 
@@ -209,20 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.compare:
-            print(metrics_markdown(load_runs(args.compare, args.names)))
-            return 0
-        missing = [flag for flag in ("model", "data", "out") if not getattr(args, flag)]
-        if missing:
-            parser.error("needs " + ", ".join(f"--{m}" for m in missing))
-        metrics = evaluate(args)
-        refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
-    except (EvalDataError, ModelLoadError, CardError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.compare:
+        print(metrics_markdown(load_runs(args.compare, args.names)))
+        return 0
+    missing = [flag for flag in ("model", "data", "out") if not getattr(args, flag)]
+    if missing:
+        parser.error("needs " + ", ".join(f"--{m}" for m in missing))
+    check_model_args(args, "model")
+    metrics = evaluate(args)
+    refresh_card(args.model, [Path(args.out) / "metrics.json"])  # a local checkpoint's card gets the new metrics
     print(metrics_markdown({args.name or Path(args.model).name: metrics}))
     return 0

@@ -41,22 +41,21 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
-from recipekit.generation.engine import ModelLoadError, Sampling
-from recipekit.generation.eval_runner import EvalDataError, add_generation_args, generate_predictions, load_runs
-from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
+from recipekit.generation.engine import Sampling
+from recipekit.generation.eval_runner import EvalDataError, generate_predictions, load_runs, scorer_parser
+from recipekit.generation.predictions import PredictionStore, read_predictions
 from recipekit.generation.shards import parse_args
-from recipekit.gpu_deps import MissingGpuPackage
-from recipekit.metrics.verdicts import strip_special_tokens
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
 from recipekit.reward.judge import both_orders, model_judge, swap_verdict
@@ -64,7 +63,7 @@ from recipekit.sppo.generate import free_accelerator_memory
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import outcome
-from recipekit.templates.chat_format import ConversationError
+from recipekit.templates.special_tokens import strip_special_tokens
 
 ALPACA_EVAL_SIZE = 805  # the instructions AlpacaEval 2's length-control GLM has difficulties for
 MODEL_OUTPUTS = "model_outputs.json"
@@ -454,9 +453,8 @@ def load_comparison(paths: list[str], names: list[str] | None) -> dict[str, dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "AlpacaEval instructions: a JSON list or JSONL of {instruction, dataset}",
-                        max_new_tokens=2048, score_only=("MODEL_OUTPUTS", "judge an existing model_outputs.json "
+    parser = scorer_parser(__doc__, "AlpacaEval instructions: a JSON list or JSONL of {instruction, dataset}",
+                           max_new_tokens=2048, score_only=("MODEL_OUTPUTS", "judge an existing model_outputs.json "
                                                          "(AlpacaEval's format) instead of generating"))
     parser.add_argument("--name", help="generator name in model_outputs.json (default: the model folder's name)")
     parser.add_argument("--temperature", type=float, default=0.7, help="0: greedy (default: %(default)s)")
@@ -481,6 +479,7 @@ def judge_spec(args: argparse.Namespace) -> JudgeSpec:
                      args.judge_max_new_tokens, args.judge_batch_size, args.backend, args.dtype)
 
 
+@command
 def main(argv: list[str] | None = None, judge: LocalJudge | None = None) -> int:
     """The command; `judge` replaces the one --judge names (tests, other judges)."""
     parser = build_parser()
@@ -488,30 +487,27 @@ def main(argv: list[str] | None = None, judge: LocalJudge | None = None) -> int:
     if args.workers.shard or args.workers.merge or args.workers.replicas:
         parser.error("AlpacaEval answers are generated in one process (805 instructions); "
                      "--shard, --merge-shards and --replicas are not offered here")
-    try:
-        if args.compare:
-            runs = load_comparison(args.compare, args.names)
-            if args.out:
-                write_comparison(Path(args.out), "comparison", runs)
-            print(metrics_markdown(runs))
-            return 0
-        if not args.out:
-            parser.error("--out is required")
-        if args.score_only:
-            outputs = Path(args.score_only)
-        else:
-            if not args.data or not (args.model or args.base):
-                parser.error("generating needs --data and --model (or --base with --adapter); "
-                             "--score-only judges existing outputs")
-            name = args.name or Path(args.model or (args.adapter or [args.base])[-1]).name
-            outputs = generate_outputs(args, name, sampling_from(args))
-        if not args.reference:
-            print(f"wrote {outputs}; judge it with `alpaca_eval --model_outputs {outputs}`, or here with --reference")
-            return 0
-        metrics = judge_outputs(args.out, outputs, args.reference, judge_spec(args), judge, args.chunk_size)
-    except (EvalDataError, PredictionsError, ModelLoadError, ConversationError, RankerUnavailable,
-            MissingGpuPackage, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.compare:
+        runs = load_comparison(args.compare, args.names)
+        if args.out:
+            write_comparison(Path(args.out), "comparison", runs)
+        print(metrics_markdown(runs))
+        return 0
+    if not args.out:
+        parser.error("--out is required")
+    check_model_args(args, *(("judge_model",) if args.reference else ()),
+                     *(() if args.score_only else ("model", "base", "adapter")))
+    if args.score_only:
+        outputs = Path(args.score_only)
+    else:
+        if not args.data or not (args.model or args.base):
+            parser.error("generating needs --data and --model (or --base with --adapter); "
+                         "--score-only judges existing outputs")
+        name = args.name or Path(args.model or (args.adapter or [args.base])[-1]).name
+        outputs = generate_outputs(args, name, sampling_from(args))
+    if not args.reference:
+        print(f"wrote {outputs}; judge it with `alpaca_eval --model_outputs {outputs}`, or here with --reference")
+        return 0
+    metrics = judge_outputs(args.out, outputs, args.reference, judge_spec(args), judge, args.chunk_size)
     print(metrics_markdown({metrics["generator"]: metrics}))
     return 0

@@ -40,22 +40,20 @@ iteration not generated yet, into OUT/iter_K/shards/, and stops), then one run w
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from recipekit.dataio.prep_runner import Stats, collect, write_jsonl
+from recipekit.checkpoints.model_path import check_model_args, resolve_model_path
+from recipekit.cli import command
+from recipekit.dataio.jsonl import write_jsonl
+from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import ModelLoadError
-from recipekit.generation.eval_runner import EvalDataError
-from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
-from recipekit.generation.shards import Shard, ShardError, Workers, add_scale_out_args, fill, parse_args
-from recipekit.gpu_deps import MissingGpuPackage
+from recipekit.generation.predictions import PredictionStore, read_predictions
+from recipekit.generation.shards import Shard, Workers, add_scale_out_args, fill, parse_args
 from recipekit.paths import RECIPES_DIR
 from recipekit.reporting.manifest import write_manifest
 from recipekit.sppo import alpaca_eval
@@ -72,11 +70,12 @@ from recipekit.sppo.generate import (
 )
 from recipekit.sppo.pairs import build_pair
 from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
-from recipekit.sppo.rankers import RankerUnavailable, make_ranker
+from recipekit.sppo.rankers import make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import iteration_row, win_rate, write_summary
-from recipekit.testing.smoke import WEIGHT_FILES, cpu_run_overrides, parse_log_records
+from recipekit.training.cpu_overrides import short_run_overrides
 from recipekit.training.recipe_config import RecipeError, apply_overrides, dump_config, load_recipe
+from recipekit.training.runner import check_training, run_axolotl
 
 DEFAULT_RECIPE = RECIPES_DIR / "sppo_gemma2_9b.yml"
 # Set by the driver for each iteration; a user override of these would break the chain.
@@ -84,7 +83,7 @@ ITERATION_KEYS = ("base_model", "datasets", "output_dir")
 SCORED_FIELDS = ("id", "prompt", "responses", "scores")
 
 
-class StageError(RuntimeError):
+class StageError(RecipekitError, RuntimeError):
     """A stage that ran but did not produce what the next one needs."""
 
 
@@ -281,8 +280,8 @@ def training_config(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, An
         raise RecipeError(f"{args.recipe}: the recipe has no datasets entry for the pairs")
     overrides: dict[str, Any] = {}
     if args.cpu:
-        overrides.update(cpu_run_overrides(recipe, base_model=it.start_model, dataset_paths=[str(it.pairs)],
-                                           workdir=it.train_dir, steps=args.cpu_steps))
+        overrides.update(short_run_overrides(recipe, base_model=it.start_model, dataset_paths=[str(it.pairs)],
+                                             workdir=it.train_dir, steps=args.cpu_steps))
     overrides.update(parse_overrides(args.override))
     overrides.update(
         base_model=it.start_model,
@@ -291,24 +290,6 @@ def training_config(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, An
         dataset_prepared_path=str((it.train_dir / "prepared").resolve()),
     )
     return apply_overrides(recipe, overrides)
-
-
-def run_axolotl(config_path: Path, log_path: Path) -> str:
-    """`axolotl train CONFIG`, its output shown live and kept in `log_path`; no time limit."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    lines = []
-    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        [str(bin_dir / "axolotl"), "train", str(config_path)], env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-    ) as process:
-        for line in process.stdout:  # type: ignore[union-attr]
-            log.write(line)
-            sys.stdout.write(line)
-            lines.append(line)
-    if process.returncode != 0:
-        raise StageError(f"axolotl train {config_path} exited {process.returncode}; log {log_path}")
-    return "".join(lines)
 
 
 def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -324,12 +305,8 @@ def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
     it.train_dir.mkdir(parents=True, exist_ok=True)
     config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml", source=args.recipe)
     log_path = it.train_dir / "axolotl_train.log"
-    output = run_axolotl(config_path, log_path)
-    losses = [float(r["loss"]) for r in parse_log_records(output) if "loss" in r]
-    if not losses or not all(math.isfinite(x) for x in losses):
-        raise StageError(f"axolotl train logged no finite loss ({losses}); see {log_path}")
-    if not any((it.checkpoint / name).exists() for name in WEIGHT_FILES):
-        raise StageError(f"axolotl train wrote no weights to {it.checkpoint}; see {log_path}")
+    output = run_axolotl("train", config_path, log_path, echo=True, error=StageError)
+    _, losses = check_training(output, it.checkpoint, log_path, f"iter {it.number}: axolotl train", StageError)
     stats = {"config": str(config_path), "log": str(log_path), "logged_steps": len(losses),
              "first_loss": losses[0], "final_loss": losses[-1]}
     return it.book.finish("train", config, inputs, [it.checkpoint], stats)
@@ -427,6 +404,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     model = args.start_model or recipe.get("base_model")
     if not model:
         raise RecipeError(f"{args.recipe}: no base_model; pass --start-model")
+    resolve_model_path(model, "--start-model" if args.start_model else f"{args.recipe}: base_model")
     summary = []
     alpaca_runs = {}
     if args.alpaca_eval and not args.workers.shard:  # a generation shard only generates
@@ -501,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv, __name__)
@@ -510,12 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.alpaca_reference and not args.alpaca_eval:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
-    try:
-        run(args)
-    except (PromptFileError, PredictionsError, ShardError, RankerUnavailable, MissingGpuPackage, ModelLoadError,
-            RecipeError, StageError, EvalDataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_model_args(args, "ranker_model", "alpaca_judge_model")
+    run(args)
     if not args.workers.shard:
         print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     return 0

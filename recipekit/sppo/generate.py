@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from recipekit.dataio import rows as fields
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
+from recipekit.errors import RecipekitError
 from recipekit.generation.engine import Sampling
 from recipekit.generation.eval_runner import open_generator
 from recipekit.generation.predictions import PredictionStore
@@ -31,7 +32,7 @@ from recipekit.sppo.prompt_limit import chat_prompt
 GENERATION_FIELDS = ("id", "prompt", "responses")
 
 
-class PromptFileError(ValueError):
+class PromptFileError(RecipekitError, ValueError):
     """A prompt part that is missing, empty or malformed."""
 
 

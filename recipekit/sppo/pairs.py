@@ -13,8 +13,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
 from recipekit.dataio.rows import FieldError
 
 USAGE = """
@@ -80,13 +82,11 @@ def build_pair(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__ + USAGE)
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
     records = collect(args.input, build_pair, stats, args.skip_invalid)
     return finish(args, stats, {args.output: records}, lambda record: record["chosen"])

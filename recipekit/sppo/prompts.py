@@ -18,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect_located, dedupe, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect_located, dedupe, finish
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.dataio.split import disjoint_parts
 from recipekit.sppo.prompt_limit import DEFAULT_MAX_PROMPT_TOKENS, over_limit, policy_tokenizer
@@ -41,11 +43,8 @@ def drop_long_prompts(located: list[tuple[str, int, dict[str, str]]], tokenizer,
     return [row for index, row in enumerate(located) if index not in too_long]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--field", default="instruction", help="the prompt field of the input rows")
     parser.add_argument("--parts", type=int, default=3, help="number of SPPO iterations")
@@ -53,6 +52,7 @@ def _run(argv: list[str] | None) -> int:
                         help="leave out prompts longer than this, counted with --tokenizer (the policy's) "
                              "on its chat prompt; 0: no limit (default: %(default)s, the card's)")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     if args.max_prompt_tokens < 0:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.max_prompt_tokens and not args.tokenizer:

@@ -18,10 +18,11 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
+from recipekit.errors import RecipekitError
 from recipekit.sppo.generate import free_accelerator_memory
 
 
-class RankerUnavailable(RuntimeError):
+class RankerUnavailable(RecipekitError, RuntimeError):
     """The requested ranker cannot run in this environment (missing or incompatible package)."""
 
 

@@ -21,12 +21,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, finish
 from recipekit.dataio.rows import FieldError
 from recipekit.dataio.split import class_count_split, oversample, parse_class_counts, stratified_split
 from recipekit.templates.chat_format import ConversationError, to_messages
-from recipekit.templates.lengths import load_tokenizer, token_length
+from recipekit.templates.lengths import token_length
 from recipekit.templates.shapes import conversation, messages_of
 
 LABELS = ("correct", "incorrect")
@@ -121,11 +123,8 @@ def _label(record: dict[str, Any]) -> str:
     return record["label"]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt of rows that bring none (default: the card's)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="clip user text to fit (needs --tokenizer)")
@@ -136,6 +135,7 @@ def _run(argv: list[str] | None) -> int:
     parser.add_argument("--test-output", type=Path, help="JSONL file of the held-out rows")
     parser.add_argument("--balance", action="store_true", help="oversample the minority label in the training split")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     if (args.split_test is None and args.test_counts is None) != (args.test_output is None):
         parser.error("--test-output goes with --split-test or --test-counts")
     if args.test_counts is not None:
@@ -143,7 +143,11 @@ def _run(argv: list[str] | None) -> int:
             args.test_counts = parse_class_counts(args.test_counts, LABELS)
         except ValueError as err:
             parser.error(f"--test-counts: {err}")
-    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    tokenizer = None
+    if args.tokenizer:
+        from recipekit.checkpoints.load import load_tokenizer  # imports torch: only when counting
+
+        tokenizer = load_tokenizer(args.tokenizer)
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.dataio import rows as fields
-from recipekit.dataio.prep_runner import Stats, base_parser, cli, collect, dedupe, finish
+from recipekit.dataio.prep_runner import Stats, base_parser, collect, dedupe, finish
 from recipekit.templates.shapes import conversation, messages_of
 
 DEFAULT_SYSTEM = (
@@ -19,16 +21,14 @@ DEFAULT_SYSTEM = (
 )
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return cli(_run, argv)
-
-
-def _run(argv: list[str] | None) -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt ('' for none)")
     parser.add_argument("--question-field", default="question")
     parser.add_argument("--answer-field", default="answer")
     args = parser.parse_args(argv)
+    check_model_args(args, "tokenizer")
     stats = Stats()
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:

@@ -17,20 +17,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from recipekit.cli import command
 from recipekit.generation.eval_runner import (
     EvalDataError,
-    add_generation_args,
-    add_text_metric_args,
     generate_predictions,
     read_conversation_rows,
     run_scorer,
+    scorer_parser,
 )
 from recipekit.generation.predictions import PredictionsError, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.metrics.text import bertscore_label, text_scores
-from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict, strip_special_tokens
+from recipekit.metrics.verdicts import LABELS, UNPARSED, classification_metrics, parse_verdict
 from recipekit.reporting.manifest import write_manifest
-from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_json
+from recipekit.reporting.tables import confusion_matrix_png, fmt, markdown_table, unavailable_note, write_metrics
+from recipekit.templates.special_tokens import strip_special_tokens
 
 PREDICTION_FIELDS = ("id", "label", "reference", "output")
 CARD_ROWS = (  # (label in the table, key, shown as percent); a label of None is named from the runs
@@ -87,8 +88,7 @@ def score(predictions_path: str | Path, out: str | Path, args: argparse.Namespac
     )
     metrics.update(texts.values)
     metrics["unavailable"] = texts.unavailable
-    write_json(out / "metrics.json", metrics)
-    (out / "metrics.md").write_text(metrics_markdown({out.name: metrics}), encoding="utf-8")
+    write_metrics(out, metrics, metrics_markdown({out.name: metrics}))
     confusion_matrix_png(gold, [v.label or UNPARSED for v in verdicts], LABELS, out / "confusion_matrix.png",
                          f"supervisor verdicts (n={len(rows)})")
     write_manifest(out, config=vars(args), inputs=[predictions_path], extra={"step": "score"})
@@ -110,12 +110,10 @@ def metrics_markdown(runs: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_generation_args(parser, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200)
-    add_text_metric_args(parser)
-    return parser
+    return scorer_parser(__doc__, "test JSONL in the prep_supervisor.py shape", max_new_tokens=1200, text_metrics=True)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     return run_scorer(parse_args(build_parser(), argv, __name__), generate, score, metrics_markdown)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from recipekit.errors import RecipekitError
+
 ROLE_ALIASES = {
     "system": "system",
     "developer": "system",
@@ -24,7 +26,7 @@ ROLE_ALIASES = {
 _PLACEHOLDER = "\u2063RECIPEKIT_ASSISTANT_REPLY\u2063"
 
 
-class ConversationError(ValueError):
+class ConversationError(RecipekitError, ValueError):
     """A conversation that is not a list of well-formed turns."""
 
 

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import Sequence
 
 from recipekit.templates.chat_format import render
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
 
 
 def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
@@ -19,10 +12,12 @@ def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
     return len(tokenizer(render(tokenizer, messages), add_special_tokens=False)["input_ids"])
 
 
+def percentile(ordered: Sequence[int], q: float) -> int:
+    """The value at quantile `q` (0 to 1) of the sorted `ordered`, by nearest rank: a length that occurs."""
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
 def percentiles(lengths: list[int]) -> dict[str, int]:
     ordered = sorted(lengths)
-
-    def at(q: float) -> int:
-        return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
+    return {"p50": percentile(ordered, 0.5), "p90": percentile(ordered, 0.9), "p99": percentile(ordered, 0.99),
+            "max": ordered[-1]}

@@ -1,10 +1,27 @@
-"""The backfill sentinel tokens, read from the one data file that lists them."""
+"""Special tokens: the chat formats' turn markers, and the backfill sentinels (read from the one
+data file that lists them)."""
 
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
+
+# What closes a turn in the chat formats of the recipes and their bases, most specific first:
+# Gemma 4, Gemma 2 and 3, ChatML (Qwen 3), Llama 3.
+END_OF_TURN_TOKENS = ("<turn|>", "<end_of_turn>", "<|im_end|>", "<|eot_id|>")
+# Every special token of those formats that a reply decoded with its special tokens may hold.
+CHAT_SPECIAL_TOKENS = (
+    *END_OF_TURN_TOKENS, "<|turn>", "<start_of_turn>", "<|im_start|>", "<|channel>", "<channel|>",
+    "<eos>", "<bos>", "<pad>", "<|endoftext|>", "</s>", "<s>",
+)
+_CHAT_SPECIALS = re.compile("|".join(re.escape(t) for t in CHAT_SPECIAL_TOKENS))
+
+
+def strip_special_tokens(text: str) -> str:
+    """`text` without the chat formats' special tokens and surrounding white space: what a scorer reads."""
+    return _CHAT_SPECIALS.sub("", text).strip()
 
 
 @lru_cache(maxsize=1)

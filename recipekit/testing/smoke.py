@@ -12,40 +12,36 @@ output, and log finite training losses.
 from __future__ import annotations
 
 import argparse
-import ast
-import math
 import os
-import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from recipekit.checkpoints.load import attention_implementation, complete_checkpoints
+from recipekit.checkpoints.load import complete_checkpoints
+from recipekit.cli import command
+from recipekit.errors import RecipekitError
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
-from recipekit.training.recipe_config import DELETE, apply_overrides, cpu_overrides, dump_config, load_recipe
+from recipekit.training.cpu_overrides import short_run_overrides
+from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
+from recipekit.training.runner import axolotl_command, check_training, launch_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
-WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+AXOLOTL_TIMEOUT = 1200  # seconds an axolotl command of a smoke run may take before it is killed
 # declares `processor_config`, which Axolotl reads but its schema would drop
 PROCESSOR_PLUGIN = "recipekit.testing.smoke_plugin.ProcessorConfigPlugin"
-# Switches of the trackers that need an account and the network; TensorBoard (local files) stays on.
-HOSTED_TRACKER_KEYS = ("use_wandb", "wandb_project", "use_mlflow", "mlflow_experiment_name", "mlflow_tracking_uri",
-                       "use_comet", "comet_project_name")
-_LOG_DICT = re.compile(r"\{'(?:loss|train_loss)'.*?\}")
 
 
-class SmokeError(RuntimeError):
+class SmokeError(RecipekitError, RuntimeError):
     """The recipe could not be trained, or the run did not show what it must."""
 
 
@@ -114,112 +110,22 @@ def tokenizer_as_processor(base_model: str, workdir: Path) -> str | None:
 
 def cpu_run_overrides(config: dict[str, Any], *, base_model: str, dataset_paths: list[str], workdir: Path,
                       steps: int, sequence_len: int = 256, micro_batch_size: int = 2) -> dict[str, Any]:
-    """Overrides for a short CPU run of `config`: model, data, length, steps, CPU switches.
-
-    Everything else in the recipe (template, masking, adapter, optimiser, schedule type,
-    added tokens) is kept, so the short run exercises the recipe's own code paths.
-    """
-    datasets = [{**entry, "path": path} for entry, path in zip(config.get("datasets") or [], dataset_paths)]
-    switches = cpu_overrides(config)
-    # A CUDA kernel swapped out: keep applying a soft-cap (Gemma 2). A model that is not on disk
-    # is left for Axolotl to report, after its config checks.
-    if "attn_implementation" in switches and (Path(base_model) / "config.json").is_file():
-        from transformers import AutoConfig
-
-        capped = attention_implementation(AutoConfig.from_pretrained(base_model), "cpu", None)
-        switches["attn_implementation"] = capped or switches["attn_implementation"]
+    """The shared short CPU run's overrides (recipekit.training.cpu_overrides), plus a tokenizer-only
+    processor where the model's own cannot load here."""
+    overrides = short_run_overrides(config, base_model=base_model, dataset_paths=dataset_paths, workdir=workdir,
+                                    steps=steps, sequence_len=sequence_len, micro_batch_size=micro_batch_size)
     processor = tokenizer_as_processor(base_model, workdir)
     if processor is not None:
-        plugins = switches.get("plugins", config.get("plugins"))
-        switches["plugins"] = [*(plugins if isinstance(plugins, list) else []), PROCESSOR_PLUGIN]
-        switches["processor_config"] = processor
-    return {
-        **switches,
-        "base_model": base_model,
-        "base_model_config": DELETE,
-        "tokenizer_config": DELETE,
-        "datasets": datasets,
-        "test_datasets": DELETE,
-        "val_set_size": 0.0,
-        "sequence_len": min(int(config.get("sequence_len", sequence_len)), sequence_len),
-        "max_steps": steps,
-        "micro_batch_size": min(int(config.get("micro_batch_size", 1)), micro_batch_size),
-        "gradient_accumulation_steps": 1,
-        "warmup_steps": DELETE,
-        "warmup_ratio": DELETE,
-        "output_dir": str(workdir / "output"),
-        "dataset_prepared_path": str(workdir / "prepared"),
-        "save_strategy": "no",
-        "save_steps": DELETE,
-        "eval_strategy": DELETE,
-        "evals_per_epoch": DELETE,
-        "eval_steps": DELETE,
-        "logging_steps": 1,
-        "hub_model_id": DELETE,
-        "hub_strategy": DELETE,
-        "push_dataset_to_hub": DELETE,
-        **{key: DELETE for key in HOSTED_TRACKER_KEYS},
-        "dataset_num_proc": 1,
-    }
+        plugins = overrides.get("plugins", config.get("plugins"))
+        overrides["plugins"] = [*(plugins if isinstance(plugins, list) else []), PROCESSOR_PLUGIN]
+        overrides["processor_config"] = processor
+    return overrides
 
 
 def smoke_overrides(recipe_path: Path, config: dict[str, Any], workdir: Path, steps: int) -> dict[str, Any]:
     """Every override the smoke run applies to `config`, CPU switches included."""
     return cpu_run_overrides(config, base_model=resolve_tiny_model(recipe_path, config),
                              dataset_paths=resolve_fixtures(recipe_path, config), workdir=workdir, steps=steps)
-
-
-def parse_log_records(text: str) -> list[dict[str, Any]]:
-    """The metric dicts the Hugging Face trainer prints, in order."""
-    records = []
-    for match in _LOG_DICT.finditer(text):
-        try:
-            records.append(ast.literal_eval(match.group(0)))
-        except (ValueError, SyntaxError):
-            continue
-    return records
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def axolotl_command(command: str, config_path: Path, options: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
-    """The `axolotl COMMAND CONFIG [OPTIONS]` command line of this environment, and its offline environment."""
-    env = offline_env()
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return [str(Path(sys.executable).parent / "axolotl"), command, str(config_path), *options], env
-
-
-def run_axolotl(command: str, config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
-                options: Sequence[str] = ()) -> str:
-    """Run `axolotl COMMAND CONFIG [OPTIONS]` in a subprocess; return its combined output."""
-    argv, env = axolotl_command(command, config_path, options)
-    done = subprocess.run(
-        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    output = done.stdout + done.stderr
-    log_path.write_text(output, encoding="utf-8")
-    if done.returncode != 0:
-        tail = "\n".join(output.splitlines()[-40:])
-        raise SmokeError(f"axolotl {command} {config_path} exited {done.returncode}; log {log_path}\n{tail}")
-    return output
-
-
-def run_axolotl_train(config_path: Path, log_path: Path, cwd: Path, timeout: int = 1200,
-                      options: Sequence[str] = ()) -> str:
-    return run_axolotl("train", config_path, log_path, cwd, timeout, options)
-
-
-def launch_options(nproc: int) -> list[str]:
-    """`axolotl train` options that start `nproc` processes on this machine with torchrun.
-
-    Not accelerate: `accelerate launch --cpu` starts one process per machine unless given an MPI hostfile.
-    """
-    return ["--launcher", "torchrun", "--", "--standalone", "--nproc_per_node", str(nproc)]
 
 
 def kill_when(command: list[str], ready: Callable[[], bool], *, cwd: Path, log_path: Path,
@@ -264,25 +170,18 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     recipe = Path(recipe)
     workdir = Path(workdir)
     config, config_path = write_run_config(recipe, workdir, overrides, nproc)
+    run = {"cwd": workdir, "env": offline_env(), "timeout": AXOLOTL_TIMEOUT, "error": SmokeError}
     # One process trains inside the `axolotl` process itself: the default launcher would start
     # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
     # stays covered by kill_after_checkpoint and tests/training/test_launch.py.
     options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
-        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", cwd=workdir)
+        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", **run)
         options = launch_options(nproc)
     log_path = workdir / "axolotl_train.log"
-    output = run_axolotl_train(config_path, log_path, cwd=workdir, options=options)
-
-    records = parse_log_records(output)
-    losses = [_as_float(r["loss"]) for r in records if "loss" in r]
+    output = run_axolotl("train", config_path, log_path, options=options, **run)
     output_dir = Path(config["output_dir"])
-    if not losses:
-        raise SmokeError(f"{recipe}: no training loss was logged; see {log_path}")
-    if not all(math.isfinite(x) for x in losses):
-        raise SmokeError(f"{recipe}: non-finite training loss {losses}; see {log_path}")
-    if not any((output_dir / name).exists() for name in WEIGHT_FILES):
-        raise SmokeError(f"{recipe}: no weights written to {output_dir}; see {log_path}")
+    records, losses = check_training(output, output_dir, log_path, str(recipe), SmokeError)
     return SmokeResult(recipe, config_path, output_dir, losses, log_path, records)
 
 
@@ -292,7 +191,7 @@ def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: di
     recipe, workdir = Path(recipe), Path(workdir)
     config, config_path = write_run_config(recipe, workdir, overrides)
     output_dir = Path(config["output_dir"])
-    command, env = axolotl_command("train", config_path)
+    command, env = axolotl_command("train", config_path, env=offline_env())
     kill_when(command, lambda: max(complete_checkpoints(output_dir), default=0) >= step, cwd=workdir, env=env,
               log_path=workdir / "axolotl_killed.log")
     return max(complete_checkpoints(output_dir))
@@ -308,6 +207,7 @@ def smoke_train(
     return train_with_overrides(recipe, workdir, overrides, nproc)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", type=Path)

@@ -26,6 +26,7 @@ from typing import Any
 from axolotl.integrations.base import BasePlugin
 from pydantic import BaseModel, model_validator
 
+from recipekit.cli import command
 from recipekit.paths import LAUNCH_DIR, REPO_ROOT
 from recipekit.training.recipe_config import RecipeError, apply_overrides, load_recipe, validate
 
@@ -164,17 +165,14 @@ def check_launch(recipe: str | Path, launch: str | Path | None = None) -> Verdic
     return Verdict("recipekit", " ".join(problems)) if problems else Verdict(None)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="a recipe (any Axolotl config)")
     parser.add_argument("--launch", type=Path, help="a launcher config from recipes/launch/ (default: none)")
     args = parser.parse_args(argv)
-    try:
-        verdict = check_launch(args.config, args.launch)
-        flags = cli_flags(launch_overrides(args.launch)) if args.launch else []
-    except (RecipeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    verdict = check_launch(args.config, args.launch)
+    flags = cli_flags(launch_overrides(args.launch)) if args.launch else []
     pair = f"{args.config} with {args.launch}" if args.launch else str(args.config)
     if verdict.refused_by:
         print(f"error: {pair} cannot run; refused by {verdict.refused_by}: {verdict.reason}", file=sys.stderr)

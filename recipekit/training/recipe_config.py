@@ -16,64 +16,33 @@ from typing import Any
 import yaml
 
 from recipekit.dataio.atomic import atomic_write_text
+from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
 
 # Overrides use this value to remove a key, so Axolotl applies its own default.
 DELETE = object()
 
-# What needs CUDA, switched off for CPU runs.
-CPU_SWITCHES: dict[str, Any] = {
-    "bf16": False,
-    "fp16": False,
-    "tf32": False,
-    "lora_mlp_kernel": False,
-    "lora_qkv_kernel": False,
-    "lora_o_kernel": False,
-    "load_in_8bit": False,
-    "load_in_4bit": False,
-    "gradient_checkpointing": False,
-    "torch_compile": False,
-    "deepspeed": DELETE,
-    "fsdp": DELETE,
-    "fsdp_config": DELETE,
-    "flash_attention": DELETE,
-    "flash_attn_cross_entropy": DELETE,
-    "flash_attn_rms_norm": DELETE,
-    "xformers_attention": DELETE,
-}
-# 8-bit and paged optimisers come from bitsandbytes' CUDA kernels.
-CPU_OPTIMIZER_SWAPS = {
-    "adamw_bnb_8bit": "adamw_torch",
-    "adamw_8bit": "adamw_torch",
-    "paged_adamw_8bit": "adamw_torch",
-    "paged_adamw_32bit": "adamw_torch",
-    "ademamix_8bit": "ademamix",
-    "paged_ademamix_8bit": "ademamix",
-    "paged_ademamix_32bit": "ademamix",
-    "rmsprop_bnb": "rmsprop",
-    "rmsprop_bnb_8bit": "rmsprop",
-    "rmsprop_bnb_32bit": "rmsprop",
-}
-CUDA_ONLY_ATTENTION = {"flash_attention_2", "flash_attention_3", "flex_attention", "xformers", "sage"}
-CUDA_ONLY_PLUGIN_MARKERS = ("liger", "cut_cross_entropy")
-
-
-class RecipeError(ValueError):
+class RecipeError(RecipekitError, ValueError):
     """A recipe file that cannot be loaded or does not validate."""
 
 
 # First line of a run configuration's header; names the recipe the overrides were layered on.
 RUN_CONFIG_NOTE = "# Run configuration: {source} with overrides; the recipe's header follows."
 _RUN_CONFIG_SOURCE = re.compile(r"^Run configuration: (.+) with overrides;")
+# "Reproduces ... the model card OWNER/NAME (https://huggingface.co/OWNER/NAME)" in the first paragraph
+_MODEL_CARD = re.compile(r"model card (\S+) \((https://\S+)\)")
 
 
 @dataclass
 class RecipeHeader:
-    """What a recipe's opening comment says: what it does, and its deviations from the source card."""
+    """What a recipe's opening comment says: what it does, the public model card it reproduces,
+    and its deviations from that card."""
 
     description: str
     deviations: list[str]
     source: str | None = None  # for a run configuration: the recipe it was written from
+    card_name: str | None = None  # e.g. "cyberagent/ca-reward-3b-ja"
+    card_url: str | None = None  # the card's page, e.g. "https://huggingface.co/cyberagent/ca-reward-3b-ja"
 
 
 def header_comment(path: str | Path) -> list[str]:
@@ -87,7 +56,8 @@ def header_comment(path: str | Path) -> list[str]:
 
 
 def read_header(path: str | Path) -> RecipeHeader:
-    """Parse the header: the first paragraph up to "Reproduces", and the "Deviations from the card:" bullets."""
+    """Parse the header: the first paragraph up to "Reproduces", the model card it names (name and link),
+    and the "Deviations from the card:" bullets."""
     lines = [line[1:].removeprefix(" ") for line in header_comment(path)]
     source = None
     if lines and (match := _RUN_CONFIG_SOURCE.match(lines[0])):
@@ -99,6 +69,7 @@ def read_header(path: str | Path) -> RecipeHeader:
             break
         first.append(line.strip())
     description = " ".join(first).split("Reproduces ")[0].strip()
+    card = _MODEL_CARD.search(" ".join(first))
     deviations: list[str] = []
     start = next((i for i, line in enumerate(lines) if line.lower().startswith("deviations from the card")), None)
     for line in lines[start + 1:] if start is not None else []:
@@ -108,7 +79,8 @@ def read_header(path: str | Path) -> RecipeHeader:
             deviations.append(line.strip()[2:])
         elif deviations:
             deviations[-1] += " " + line.strip()
-    return RecipeHeader(description, deviations, source)
+    card_name, card_url = card.groups() if card else (None, None)
+    return RecipeHeader(description, deviations, source, card_name, card_url)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -131,24 +103,6 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def cpu_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """The overrides that let `config` run on a CPU-only machine, and nothing more."""
-    overrides = {key: value for key, value in CPU_SWITCHES.items() if key in config or value is not DELETE}
-    optimizer = config.get("optimizer")
-    if optimizer in CPU_OPTIMIZER_SWAPS:
-        overrides["optimizer"] = CPU_OPTIMIZER_SWAPS[optimizer]
-    if config.get("attn_implementation") in CUDA_ONLY_ATTENTION or config.get("flash_attention"):
-        overrides["attn_implementation"] = "sdpa"
-    plugins = config.get("plugins") or []
-    kept = [p for p in plugins if not any(marker in p.lower() for marker in CUDA_ONLY_PLUGIN_MARKERS)]
-    if kept != plugins:
-        overrides["plugins"] = kept or DELETE
-        for key in config:
-            if key.startswith(("liger_", "cut_cross_entropy")):
-                overrides[key] = DELETE
-    return overrides
 
 
 def validate(config: dict[str, Any], source: str | Path = "<config>") -> dict[str, Any]:

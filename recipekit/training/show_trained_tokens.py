@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recipekit.checkpoints.model_path import check_model_args
+from recipekit.cli import command
 from recipekit.training.recipe_config import RecipeError, apply_overrides, load_recipe, validate
 
 IGNORE_INDEX = -100
@@ -79,9 +81,13 @@ def read_row(path: Path, index: int) -> dict[str, Any]:
         lines = [line for line in handle if line.strip()]
     if not 0 <= index < len(lines):
         raise RecipeError(f"{path}: has {len(lines)} rows; --row {index} is out of range")
-    return json.loads(lines[index])
+    try:
+        return json.loads(lines[index])
+    except json.JSONDecodeError as err:
+        raise RecipeError(f"{path}: row {index}: not valid JSON ({err})") from err
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="a recipe or any Axolotl config")
@@ -91,12 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=Path, help="tokenizer (and model) path in place of the config's base_model")
     parser.add_argument("--plain", action="store_true", help="mark trained tokens with [[…]] even on a terminal")
     args = parser.parse_args(argv)
-    try:
-        cfg = axolotl_cfg(load_recipe(args.config), args.data, args.tokenizer, args.dataset_index, str(args.config))
-        tokenizer, tokens = tokenize_row(cfg, read_row(args.data, args.row), args.dataset_index)
-    except (RecipeError, json.JSONDecodeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_model_args(args, "tokenizer")
+    cfg = axolotl_cfg(load_recipe(args.config), args.data, args.tokenizer, args.dataset_index, str(args.config))
+    tokenizer, tokens = tokenize_row(cfg, read_row(args.data, args.row), args.dataset_index)
     trained = sum(label != IGNORE_INDEX for label in tokens["labels"])
     colour = sys.stdout.isatty() and not args.plain
     print(highlight(tokenizer, tokens["input_ids"], tokens["labels"], colour))

@@ -172,7 +172,7 @@ def test_push_without_login_stops_before_merging(chain, gemma4, tmp_path, fake_h
     fake_hub.fail["whoami"] = LocalTokenNotFoundError(
         "Token is required to call the /whoami-v2 endpoint, but no token found.\nSee the docs.")
     out = tmp_path / "merged"
-    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 1
+    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: cannot push to someone/supervisor: Token is required to call the /whoami-v2 endpoint, "
                    "but no token found. (log in with `hf auth login` or set HF_TOKEN)")
@@ -185,7 +185,7 @@ def test_refused_upload_is_one_line_and_keeps_the_checkpoint(chain, gemma4, tmp_
                                                   "https://huggingface.co/api/repos/create\n\nInvalid credentials",
                                                   response=response)
     out = tmp_path / "merged"
-    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 1
+    assert merge_one(gemma4, chain["a1"], out, "--push-to-hub", "someone/supervisor") == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars, one line
     assert last == (f"error: pushing {out} to someone/supervisor failed: 401 Client Error: Unauthorized for url: "
                     f"https://huggingface.co/api/repos/create; the checkpoint is still in {out} "
@@ -197,7 +197,7 @@ def test_existing_out_is_refused_and_kept(chain, gemma4):
     out = chain["out"]
     before = {p.name: sha(p) for p in out.iterdir()}
     done = run_cli("--base", str(gemma4), "--adapter", str(chain["a1"]), "--out", str(out), "--dtype", "float32")
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "already exists" in done.stderr and "--force" in done.stderr
     assert {p.name: sha(p) for p in out.iterdir()} == before
 
@@ -206,7 +206,7 @@ def test_zero_tolerance_in_bfloat16_fails_and_writes_nothing(chain, gemma4):
     out = chain["root"] / "strict"
     done = run_cli("--base", str(gemma4), "--adapter", str(chain["a1"]), "--adapter", str(chain["a2"]),
                    "--out", str(out), "--merge-dtype", "bfloat16", "--tolerance", "0")
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "over the tolerance" in done.stderr
     assert not out.exists()
     assert not list(chain["root"].glob(".strict*")), "staging directory left behind"
@@ -217,7 +217,7 @@ def test_a_merge_that_drops_the_adapter_is_caught(chain, gemma4, monkeypatch, ca
     monkeypatch.setattr(BaseTuner, "merge_and_unload", lambda self, *a, **k: self.unload())
     out = chain["root"] / "sabotaged"
     code = merge_main(["--base", str(gemma4), "--adapter", str(chain["a1"]), "--out", str(out), "--dtype", "float32"])
-    assert code == 1
+    assert code == 2
     assert "differs from the unmerged adapters" in capsys.readouterr().err
     assert not out.exists()
 
@@ -266,7 +266,7 @@ def test_base_without_chat_template_is_refused(gemma4, chain, tmp_path, capsys):
     config.pop("chat_template", None)
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     out = tmp_path / "merged"
-    assert merge_main(["--base", str(bare), "--adapter", str(chain["a1"]), "--out", str(out)]) == 1
+    assert merge_main(["--base", str(bare), "--adapter", str(chain["a1"]), "--out", str(out)]) == 2
     assert "has no chat template" in capsys.readouterr().err
     assert not out.exists()
 

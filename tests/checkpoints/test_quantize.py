@@ -96,7 +96,7 @@ def test_push_to_hub_uploads_the_export_with_its_card(tiny_model, tmp_path, fake
 def test_existing_out_is_refused(export):
     source, out, _ = export
     done = run_cli("--model", str(source), "--out", str(out), "--device", "cpu")
-    assert done.returncode != 0 and "already exists" in done.stderr
+    assert done.returncode == 2 and "already exists" in done.stderr
 
 
 def test_export_saves_the_weights_it_measured(tiny_model, tmp_path):
@@ -112,7 +112,7 @@ def test_max_drift_fails_without_output(tiny_model, tmp_path, capsys):
     out = tmp_path / "nf4"
     code = quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu",
                           "--max-drift", "0"])
-    assert code == 1 and "over --max-drift" in capsys.readouterr().err
+    assert code == 2 and "over --max-drift" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -127,7 +127,7 @@ def test_a_backend_that_cannot_quantise_names_the_reason(tiny_model, tmp_path, m
 
     monkeypatch.setattr(quantize, "load_model", no_backend)
     out = tmp_path / "nf4"
-    assert quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu"]) == 1
+    assert quantize.main(["--model", str(tiny_model("gemma4")), "--out", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "no kernel for 4-bit quantisation" in err and "CUDA GPU" in err and bnb.__version__ in err
     assert not out.exists()

@@ -56,7 +56,7 @@ def _refusal(checkpoint, capsys) -> str:
 
 def test_merge_refuses_it_as_an_adapter(checkpoint, tiny_model, tmp_path, capsys):
     out = tmp_path / "merged"
-    assert merge_main(["--base", str(tiny_model("gemma2")), "--adapter", str(checkpoint), "--out", str(out)]) == 1
+    assert merge_main(["--base", str(tiny_model("gemma2")), "--adapter", str(checkpoint), "--out", str(out)]) == 2
     assert _refusal(checkpoint, capsys).startswith(f"error: {checkpoint} holds only FSDP shards")
     assert not out.exists()
 
@@ -70,7 +70,7 @@ def test_loading_it_as_a_model_or_tokenizer_is_refused(checkpoint):
 
 def test_4bit_export_refuses_it(checkpoint, tmp_path, capsys):
     out = tmp_path / "nf4"
-    assert quantize_main(["--model", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 1
+    assert quantize_main(["--model", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 2
     _refusal(checkpoint, capsys)
     assert not out.exists()
 

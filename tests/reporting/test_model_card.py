@@ -160,7 +160,8 @@ def test_card_names_base_method_recipes_and_deviations(pipeline):
     assert "| Recipes | `recipes/supervisor_stage1.yml`, `recipes/supervisor_stage2.yml` |" in text
     deviations = text.split("## Deviations from the source card")[1].split("## Loading")[0]
     for recipe in (STAGE1, STAGE2):
-        assert f"### `recipes/{recipe.name}`" in deviations
+        assert f"### `recipes/{recipe.name}`\n\nSource card: [shareit/cycleinstruct-gemma4-supervisor]" \
+               f"(https://huggingface.co/shareit/cycleinstruct-gemma4-supervisor)\n" in deviations
         for item in read_header(recipe).deviations:
             assert f"- {item}\n" in deviations
     assert "AutoModelForCausalLM.from_pretrained(\"supervisor_merged\")" in text

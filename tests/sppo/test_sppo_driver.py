@@ -30,8 +30,9 @@ from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import win_rate
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.smoke import kill_when, parse_log_records
+from recipekit.testing.smoke import kill_when
 from recipekit.training.manifest_plugin import CURVES_JSON
+from recipekit.training.runner import parse_log_records
 
 PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
 PROMPTS_2 = FIXTURES_DIR / "prepared" / "sppo_prompts_iter2.jsonl"
@@ -218,7 +219,8 @@ def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_f
 
     first_markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
     trained, run_axolotl = [], driver.run_axolotl
-    monkeypatch.setattr(driver, "run_axolotl", lambda config, log: trained.append(config) or run_axolotl(config, log))
+    monkeypatch.setattr(driver, "run_axolotl",
+                        lambda command, config, log, **kw: trained.append(config) or run_axolotl(command, config, log, **kw))
     assert driver.main(argv) == 0
     assert [config.parent.parent.name for config in trained] == ["iter_2"]
     assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == first_markers
@@ -239,7 +241,7 @@ def test_training_resumes_a_checkpoint_directory_only_if_it_was_started_with_the
     it.pairs.write_bytes((FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl").read_bytes())
     seen = []
 
-    def saves_a_step_and_dies(config_path, log_path):
+    def saves_a_step_and_dies(command, config_path, log_path, **options):
         seen.append(((it.checkpoint / "checkpoint-1").is_dir(), (it.dir / "checkpoint.stale").is_dir()))
         (it.checkpoint / "checkpoint-1").mkdir(parents=True, exist_ok=True)
         raise driver.StageError("killed")

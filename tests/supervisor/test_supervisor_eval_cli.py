@@ -104,8 +104,8 @@ def test_bertscore_layer_is_stored_shown_and_checked(evaluated, small_test_file,
                "--bertscore-model", encoder, "--bertscore-layer", 7)
     assert done.returncode == 2
     assert f"error: --bertscore-layer 7: {encoder} has layers 0 to 6" in done.stderr
-    # checked before any generation, so a long run does not end in this error
-    done = run("--model", tmp_path / "no-model-needed", "--data", small_test_file, "--out", tmp_path / "g7",
+    # checked before any generation, so a long run does not end in this error (the directory holds no model)
+    done = run("--model", tmp_path, "--data", small_test_file, "--out", tmp_path / "g7",
                "--bertscore-model", encoder, "--bertscore-layer", 7)
     assert done.returncode == 2 and "--bertscore-layer 7" in done.stderr
     assert not (tmp_path / "g7" / "predictions.jsonl").exists()

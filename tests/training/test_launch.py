@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR, REPO_ROOT
-from recipekit.testing.smoke import SmokeError, cpu_run_overrides, run_axolotl_train
+from recipekit.testing.smoke import cpu_run_overrides
 from recipekit.training.launch_check import (
     PLUGIN_NAME,
     check_launch,
@@ -24,6 +24,7 @@ from recipekit.training.launch_check import (
     main,
 )
 from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
+from recipekit.training.runner import AxolotlError, run_axolotl
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yml"))
 LAUNCHERS = sorted(p for p in LAUNCH_DIR.iterdir() if p.suffix in (".json", ".yml"))
@@ -232,8 +233,8 @@ def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_
                                   dataset_paths=[str(missing / "data.jsonl")] * len(config["datasets"]))
     config_path = dump_config(apply_overrides(config, overrides), tmp_path / "run.yml")
     log = tmp_path / "train.log"
-    with pytest.raises(SmokeError, match=r"exited [1-9]"):
-        run_axolotl_train(config_path, log, cwd=REPO_ROOT, timeout=600, options=options)
+    with pytest.raises(AxolotlError, match=r"exited [1-9]"):
+        run_axolotl("train", config_path, log, cwd=REPO_ROOT, timeout=600, options=options)
     text = " ".join(log.read_text().split())
     assert message in text
     assert "No such file" not in text and "not found" not in text.lower()

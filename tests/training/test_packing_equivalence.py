@@ -6,7 +6,9 @@ restarting at each row - the form Axolotl feeds the model when it packs with SDP
 attention (it drops the mask; transformers then builds a block-diagonal mask from the
 position_ids). The summed next-token loss of every row must agree. A second check feeds
 the packed sequence with positions running on across rows: then rows see each other, and
-the losses must differ, so the first check cannot pass by accident.
+the losses must differ, so the first check cannot pass by accident. It runs for every
+recipe that packs, on the tiny model of that recipe's family (flash-attn's varlen kernel,
+the recipes' GPU attention, needs CUDA; SDPA and eager are what the CPU runs use).
 
 Finding (transformers 5.16): the block-diagonal mask is built only when no KV cache is
 passed. A forward with `use_cache=True` (the config default, so any eval-mode call that
@@ -21,7 +23,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from recipekit.paths import RECIPES_DIR
+from recipekit.testing.smoke import resolve_tiny_model
 from recipekit.testing.tiny_models import tiny_model_path
+from recipekit.training.recipe_config import load_recipe
+
+PACKED_RECIPES = [path for path in sorted(RECIPES_DIR.glob("*.yml")) if load_recipe(path).get("sample_packing")]
 
 LENGTHS = (7, 19, 12, 25)
 TOLERANCE = 1e-4
@@ -62,14 +69,16 @@ def _packed_losses(model, rows, restart_positions: bool, use_cache: bool = False
     return losses
 
 
-@pytest.fixture(scope="module", params=["gemma4", "qwen3"])
-def family(request):
-    return request.param
+def test_the_conversation_recipes_pack():
+    assert {path.stem for path in PACKED_RECIPES} >= {"supervisor_stage1", "supervisor_stage2",
+                                                      "cs_chatbot_gemma3_4b", "reasoning_backfill_qwen3_4b"}
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_rows_give_the_padded_losses(family, attn):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path(family), attn_implementation=attn).eval()
+@pytest.mark.parametrize("recipe", PACKED_RECIPES, ids=lambda p: p.stem)
+def test_packed_rows_give_the_padded_losses(recipe, attn):
+    family = resolve_tiny_model(recipe, load_recipe(recipe))
+    model = AutoModelForCausalLM.from_pretrained(family, attn_implementation=attn).eval()
     text_config = model.config.get_text_config()  # Gemma 4's decoder config sits inside its multimodal one
     rows = _rows(text_config.vocab_size)
     with torch.no_grad():

@@ -22,9 +22,9 @@ from transformers import AutoTokenizer
 
 from recipekit.chatbot.scoring import main as chatbot_eval_main
 from recipekit.checkpoints.merge import main as merge_main
-from recipekit.metrics.verdicts import CHAT_SPECIAL_TOKENS, strip_special_tokens
 from recipekit.paths import RECIPES_DIR
 from recipekit.templates.chat_format import inference_prompt, to_messages
+from recipekit.templates.special_tokens import CHAT_SPECIAL_TOKENS, strip_special_tokens
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.pretrained import smollm2_path
 from recipekit.testing.smoke import cpu_run_overrides, resolve_fixtures, train_with_overrides

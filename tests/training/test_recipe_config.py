@@ -6,11 +6,11 @@ import pytest
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.smoke import cpu_run_overrides, resolve_tiny_model
+from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.recipe_config import (
     DELETE,
     RecipeError,
     apply_overrides,
-    cpu_overrides,
     dump_config,
     load_recipe,
     read_header,
@@ -123,12 +123,14 @@ def test_header_gives_description_and_deviations():
     assert header.description.startswith("Supervisor, stage 2: a fresh LoRA on the merged stage-1 model")
     assert "Reproduces" not in header.description and header.source is None
     # one item per "- " bullet, its continuation lines joined, the comment marks gone
-    assert header.deviations[0].startswith("Muon, as Axolotl 0.19 runs it (`optimizer: muon`; tests/supervisor/test_muon.py)")
-    assert header.deviations[0].endswith("so learning_rate stays the card's 1e-3.")
+    assert header.deviations[0] == ("Muon as Axolotl 0.19 runs it, with its shape-scaled step (the recipe's "
+                                    "`--- optimizer ---` comment); learning_rate stays the card's 1e-3.")
     assert not any("#" in item or "  " in item for item in header.deviations)
     assert header.deviations[1] == ("Rows longer than 4096 tokens: prep_supervisor.py clips the user text with "
                                     "the real tokenizer (the card clipped by characters); the assistant text is "
                                     "never changed.")
+    assert (header.card_name, header.card_url) == (
+        "shareit/cycleinstruct-gemma4-supervisor", "https://huggingface.co/shareit/cycleinstruct-gemma4-supervisor")
 
 
 def test_run_configuration_keeps_the_recipe_header(tmp_path):
@@ -140,3 +142,15 @@ def test_run_configuration_keeps_the_recipe_header(tmp_path):
     assert header.source == "recipes/reward_ja_3b.yml"  # as the repository names it
     assert (header.description, header.deviations) == (read_header(recipe).description,
                                                        read_header(recipe).deviations)
+
+
+@pytest.mark.parametrize("recipe", [p for p in sorted(RECIPES_DIR.glob("*.yml")) if load_recipe(p).get("sample_packing")],
+                         ids=lambda p: p.stem)
+def test_cpu_switches_keep_packing_with_an_attention_that_keeps_rows_apart(recipe):
+    """On CPU flash-attn gives way to SDPA; the run still packs, and Axolotl drops the padding mask so
+    transformers builds a block-diagonal one from the position ids (tests/training/test_packing_equivalence.py)."""
+    config = load_recipe(recipe)
+    assert config["attn_implementation"] == "flash_attention_2" and config.get("pad_to_sequence_len")
+    cpu = validate(apply_overrides(config, cpu_overrides(config)), recipe)
+    assert (cpu["sample_packing"], cpu["attn_implementation"]) == (True, "sdpa")
+    assert cpu["attn_decontaminates_packing"] and "gemma4_hybrid_attn_impl" not in cpu

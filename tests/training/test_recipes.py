@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -17,10 +18,11 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from recipekit.paths import RECIPES_DIR
+from recipekit.paths import RECIPES_DIR, REPO_ROOT
 from recipekit.testing.smoke import SMOKE_STEPS
+from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
-from recipekit.training.recipe_config import apply_overrides, cpu_overrides, load_recipe, validate
+from recipekit.training.recipe_config import apply_overrides, header_comment, load_recipe, read_header, validate
 
 pytestmark = pytest.mark.train
 
@@ -74,6 +76,26 @@ def test_recipe_header_documents_commands_and_deviations(recipe):
     text = "\n".join(header)
     for needed in ("axolotl train", "sized for", "deviation"):
         assert needed in text, f"{recipe.name}: header comment lacks '{needed}'"
+
+
+# a path that leaves the repository: ../x, ~/x or /x, at the start of a word
+OUTSIDE_PATH = re.compile(r"(?:^|[\s(`'\"=])(\.\./|~/|/)[\w.]")
+# a file of the repository named in a header (a script, recipe, launcher or template)
+REPO_FILE = re.compile(r"\b((?:dataset_prep|eval|merge|recipes|chat_templates|recipekit|tests)/[\w./-]+"
+                       r"\.(?:py|yml|json|jinja|sbatch|md))\b")
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_header_cites_its_model_card_and_stays_in_the_repository(recipe):
+    text = "\n".join(line.lstrip("#") for line in header_comment(recipe))
+    outside = [match.group(0).strip() for line in text.splitlines() for match in OUTSIDE_PATH.finditer(line)]
+    assert not outside, f"{recipe.name}: the header names paths outside the repository: {outside}"
+    header = read_header(recipe)
+    assert header.card_url and header.card_url.startswith("https://huggingface.co/"), (
+        f"{recipe.name}: the header does not cite its model card as 'model card OWNER/NAME (https://huggingface.co/...)'")
+    assert header.card_url == f"https://huggingface.co/{header.card_name}"
+    missing = [name for name in REPO_FILE.findall(text) if not (REPO_ROOT / name).is_file()]
+    assert not missing, f"{recipe.name}: the header names files the repository lacks: {missing}"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

@@ -20,9 +20,10 @@ from safetensors.torch import load_file
 
 from recipekit.checkpoints.load import complete_checkpoints, remove_incomplete_checkpoints
 from recipekit.paths import RECIPES_DIR
-from recipekit.testing.smoke import WEIGHT_FILES, kill_after_checkpoint, smoke_overrides, train_with_overrides
+from recipekit.testing.smoke import kill_after_checkpoint, smoke_overrides, train_with_overrides
 from recipekit.training.manifest_plugin import CURVES_JSON
 from recipekit.training.recipe_config import load_recipe
+from recipekit.training.runner import WEIGHT_FILES
 
 pytestmark = pytest.mark.train
 
