@@ -12,15 +12,29 @@ import pytest
 from recipekit.testing.offline import go_offline
 
 # Set before any test imports transformers/datasets, so nothing reaches for a hub or
-# writes outside the session's temporary directory.
-_SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
+# writes outside the session's temporary directory. Under pytest-xdist the controller makes
+# the directory and its workers, started with its environment, share it: the tiny models and
+# converted checkpoints of the cache are built once for all of them (under a file lock).
+_SHARED_TMP_VAR = "RECIPEKIT_TEST_SESSION_TMP"
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and os.environ.get(_SHARED_TMP_VAR):
+    _SESSION_TMP = Path(os.environ[_SHARED_TMP_VAR])
+else:
+    _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipekit-tests-"))
+    os.environ[_SHARED_TMP_VAR] = str(_SESSION_TMP)
+_OWN_TMP = _SESSION_TMP / (_WORKER or "main")  # caches a process writes as it goes stay its own
+if _WORKER:
+    # The cores shared out between the workers (and the trainings they launch): more threads
+    # than cores only spin and wait on the tiny models. Set before torch is imported.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
 go_offline()
 # Locations that would override HF_HOME, or point at kernels or models already on this machine.
 for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGINGFACE_ASSETS_CACHE",
             "TRANSFORMERS_CACHE", "HF_XET_CACHE", "KERNELS_CACHE", "LOCAL_KERNELS", "SENTENCE_TRANSFORMERS_HOME"):
     os.environ.pop(var, None)
+os.environ["RECIPEKIT_CACHE"] = str(_SESSION_TMP / "recipekit-cache")
 for var, sub in {
-    "RECIPEKIT_CACHE": "recipekit-cache",
     "HF_HOME": "hf-home",
     "HF_DATASETS_CACHE": "hf-datasets",
     "XDG_CACHE_HOME": "xdg-cache",
@@ -29,7 +43,7 @@ for var, sub in {
     "TORCHINDUCTOR_CACHE_DIR": "inductor",
     "TORCH_HOME": "torch-home",
 }.items():
-    os.environ[var] = str(_SESSION_TMP / sub)
+    os.environ[var] = str(_OWN_TMP / sub)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +54,8 @@ def session_tmp() -> Path:
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
-    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist) cleans up
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +86,36 @@ def gemma2_prompt(tiny_model):
         return text
 
     return prompt
+
+
+@pytest.fixture(scope="session")
+def shared_smoke_run(session_tmp):
+    """shared_smoke_run(recipe, steps, **extra) -> the SmokeResult of smoke_train(recipe, DIR, steps, extra).
+
+    Each distinct run is trained once per session and shared by the tests (in any module, on any
+    worker) that ask for the same one, which only read it. A test that asks is marked `train`.
+    """
+    import hashlib
+    import json
+    import pickle
+    import shutil
+
+    from recipekit.testing import cache_build_lock
+    from recipekit.testing.smoke import smoke_train
+
+    def run(recipe: Path, steps: int, **extra):
+        key = hashlib.sha256(json.dumps([str(recipe), steps, extra], sort_keys=True).encode()).hexdigest()[:12]
+        workdir = session_tmp / "smoke-runs" / f"{Path(recipe).stem}-{key}"
+        result_file = workdir / "smoke_result.pickle"
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        with cache_build_lock(workdir):
+            if not result_file.is_file():
+                shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+                result_file.parent.mkdir(parents=True)
+                result_file.write_bytes(pickle.dumps(smoke_train(recipe, workdir, steps, extra)))
+        return pickle.loads(result_file.read_bytes())
+
+    return run
 
 
 @pytest.fixture
@@ -106,6 +151,24 @@ def fake_hub(monkeypatch):
 
     monkeypatch.setattr(recipekit.checkpoints.hub, "HfApi", RecordingHfApi)
     return record
+
+
+# --- parallel workers (pytest-xdist, `--dist loadgroup` in pyproject.toml) ---
+_SHARED_SCOPES = {"module", "class", "package"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """In a worker: the tests that share a module- or class-scoped fixture form one group, so
+    one worker builds it once (a trained model, say); every other test goes wherever a worker
+    is free, those that train first, so that no long run is left to start last."""
+    if _WORKER is None:
+        return
+    for item in items:
+        scopes = {d.scope for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs}
+        if scopes & _SHARED_SCOPES:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("train") is None)
 
 
 # --- the `train` marker is kept honest: a test that launches `axolotl train` without it fails ---

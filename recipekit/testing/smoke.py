@@ -35,6 +35,7 @@ from recipekit.training.recipe_config import apply_overrides, dump_config, load_
 from recipekit.training.runner import axolotl_command, check_training, launch_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
+SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
 AXOLOTL_TIMEOUT = 1200  # seconds an axolotl command of a smoke run may take before it is killed
 # declares `processor_config`, which Axolotl reads but its schema would drop
 PROCESSOR_PLUGIN = "recipekit.testing.smoke_plugin.ProcessorConfigPlugin"
@@ -170,7 +171,10 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     workdir = Path(workdir)
     config, config_path = write_run_config(recipe, workdir, overrides, nproc)
     run = {"cwd": workdir, "env": offline_env(), "timeout": AXOLOTL_TIMEOUT, "error": SmokeError}
-    options: list[str] = []
+    # One process trains inside the `axolotl` process itself: the default launcher would start
+    # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
+    # stays covered by kill_after_checkpoint and tests/training/test_launch.py.
+    options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
         run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", **run)
         options = launch_options(nproc)
@@ -194,7 +198,7 @@ def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: di
 
 
 def smoke_train(
-    recipe: str | Path, workdir: str | Path, steps: int = 3, extra: dict[str, Any] | None = None, nproc: int = 1
+    recipe: str | Path, workdir: str | Path, steps: int = SMOKE_STEPS, extra: dict[str, Any] | None = None, nproc: int = 1
 ) -> SmokeResult:
     """A few CPU steps of `recipe` on its tiny model and fixture data, in `nproc` data-parallel processes."""
     recipe, workdir = Path(recipe), Path(workdir)
@@ -207,7 +211,7 @@ def smoke_train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", type=Path)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=SMOKE_STEPS)
     parser.add_argument("--workdir", type=Path, help="keep the run here (default: a temporary directory)")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel CPU processes (torchrun, gloo)")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
 from recipekit.templates.special_tokens import backfill_sentinels
+from recipekit.testing import cache_build_lock
 
 BUILDER_VERSION = 2
 SEED = 1234
@@ -317,22 +318,22 @@ def tiny_model_path(family_name: str, task: str = "causal_lm") -> Path:
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        tokenizer = _build_tokenizer(family)
-        model = _build_model(family, tokenizer, task)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
-            (staging / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+    with cache_build_lock(target):
+        if (target / "config.json").exists():  # another process built it while this one waited
+            return target
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
+            tokenizer = _build_tokenizer(family)
+            model = _build_model(family, tokenizer, task)
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
+                (staging / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+            (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
             os.rename(staging, target)
-        except OSError:  # another process finished the same build first
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            raise
     return target
 
 

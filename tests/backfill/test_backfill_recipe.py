@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.templates.special_tokens import backfill_sentinels
-from recipekit.testing.smoke import smoke_train
+from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.recipe_config import load_recipe
 
 pytestmark = pytest.mark.train
@@ -27,8 +27,8 @@ def test_recipe_adds_exactly_the_sentinels_of_the_data_file():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    return smoke_train(RECIPE, tmp_path_factory.mktemp("backfill_smoke"), steps=3)
+def smoke(shared_smoke_run):
+    return shared_smoke_run(RECIPE, SMOKE_STEPS)  # the run of tests/training/test_recipes.py
 
 
 def test_saved_tokenizer_has_each_sentinel_as_one_new_special_token(smoke, tiny_model):

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from recipekit.checkpoints.merge import main as merge_main
 from recipekit.checkpoints.probes import probe_logits, probe_texts
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
+from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.recipe_config import load_recipe, read_header
 
 MERGE_CLI = REPO_ROOT / "merge" / "merge_lora.py"
@@ -271,10 +272,9 @@ def test_base_without_chat_template_is_refused(gemma4, chain, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def axolotl_adapter(tmp_path_factory):
-    from recipekit.testing.smoke import smoke_train
-
-    return smoke_train(REPO_ROOT / "recipes" / "supervisor_stage1.yml", tmp_path_factory.mktemp("stage1"), steps=2)
+def axolotl_adapter(shared_smoke_run):
+    # the run of tests/training/test_recipes.py
+    return shared_smoke_run(REPO_ROOT / "recipes" / "supervisor_stage1.yml", SMOKE_STEPS)
 
 
 @pytest.mark.train
@@ -306,7 +306,7 @@ def test_merge_an_adapter_axolotl_trained(axolotl_adapter, tmp_path):
     # The card reads the training run's manifest (from Axolotl's plugin) and its run configuration's header.
     card = (out / "README.md").read_text()
     assert "| Recipes | `recipes/supervisor_stage1.yml` |" in card
-    assert "| `max_steps` | 2 |" in card and f"| `micro_batch_size` | {config['micro_batch_size']} |" in card
+    assert f"| `max_steps` | {SMOKE_STEPS} |" in card and f"| `micro_batch_size` | {config['micro_batch_size']} |" in card
     for item in read_header(REPO_ROOT / "recipes" / "supervisor_stage1.yml").deviations:
         assert f"- {item}\n" in card
 

@@ -19,6 +19,14 @@ from transformers import AutoModelForCausalLM
 LR = 1e-3
 
 
+@pytest.fixture(autouse=True)
+def eager():
+    """Axolotl wraps Newton-Schulz in torch.compile; what is pinned here is its maths, which
+    eager mode computes alike, without tens of seconds of compiling per shape on a CPU."""
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
 @pytest.fixture
 def lora_model(tiny_model):
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
-from recipekit.testing.smoke import smoke_train
+from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
 from recipekit.training.recipe_config import apply_overrides, header_comment, load_recipe, read_header, validate
@@ -99,9 +99,9 @@ def test_recipe_header_cites_its_model_card_and_stays_in_the_repository(recipe):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_trains_on_cpu(recipe, tmp_path):
+def test_recipe_trains_on_cpu(recipe, shared_smoke_run):
     before = hashlib.sha256(recipe.read_bytes()).hexdigest()
-    result = smoke_train(recipe, tmp_path, steps=3)
+    result = shared_smoke_run(recipe, SMOKE_STEPS)
     assert len(result.losses) >= 1
     assert all(math.isfinite(x) and x > 0 for x in result.losses)
     assert hashlib.sha256(recipe.read_bytes()).hexdigest() == before, "the recipe file was modified"
