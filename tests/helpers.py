@@ -27,3 +27,11 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
     path = Path(path)
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def stand_in_model(parent: str | Path, name: str) -> str:
+    """An empty model directory, for a command whose model a test replaces by a stand-in: it passes the
+    commands' check that a model path exists, and nothing ever loads it."""
+    path = Path(parent) / "stand-in-models" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)

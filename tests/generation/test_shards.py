@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from helpers import read_jsonl
+from helpers import read_jsonl, stand_in_model
 
 from recipekit.backfill import job
 from recipekit.generation import shards
@@ -301,7 +301,7 @@ def test_sppo_generation_shards_merge_into_the_single_process_generations(tiny_m
 
     def drive(out, *extra):
         argv = ["--out", str(out), "--prompts", str(prompts), "--start-model", str(tiny_model("gemma2")),
-                "--ranker-model", "unused", "--k", "2", "--max-new-tokens", "6", "--batch-size", "1",
+                "--ranker-model", stand_in_model(tmp_path, "ranker"), "--k", "2", "--max-new-tokens", "6", "--batch-size", "1",
                 "--limit", "6", "--holdout", "1", "--cpu", *extra]
         return driver.main(argv)
 
@@ -329,7 +329,7 @@ def test_sppo_generation_shards_merge_into_the_single_process_generations(tiny_m
 def test_sppo_merge_refuses_a_shard_generated_with_other_settings(tiny_model, tmp_path, capsys):
     prompts = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
     argv = ["--out", str(tmp_path), "--prompts", str(prompts), "--start-model", str(tiny_model("gemma2")),
-            "--ranker-model", "unused", "--max-new-tokens", "2", "--batch-size", "1", "--limit", "4",
+            "--ranker-model", stand_in_model(tmp_path, "ranker"), "--max-new-tokens", "2", "--batch-size", "1", "--limit", "4",
             "--holdout", "1", "--cpu"]
     assert driver.main([*argv, "--k", "2", "--shard", "0/2"]) == 0
     assert driver.main([*argv, "--k", "3", "--shard", "1/2"]) == 0

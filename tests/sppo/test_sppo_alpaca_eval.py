@@ -18,7 +18,7 @@ import sys
 import warnings
 
 import pytest
-from helpers import read_jsonl
+from helpers import read_jsonl, stand_in_model
 
 from recipekit.generation.engine import Generated
 from recipekit.paths import REPO_ROOT
@@ -165,7 +165,7 @@ def test_each_instruction_is_one_user_turn_in_the_chat_template_sampled_as_alpac
 
     recorder = RecordingGenerator(AutoTokenizer.from_pretrained(tiny_model("gemma2")))
     monkeypatch.setattr(runner, "open_generator", lambda args: recorder)
-    assert ae.main(["--model", "unused/policy", "--data", str(INSTRUCTIONS), "--out", str(tmp_path), "--limit", "2"]) == 0
+    assert ae.main(["--model", stand_in_model(tmp_path, "policy"), "--data", str(INSTRUCTIONS), "--out", str(tmp_path), "--limit", "2"]) == 0
     ((prompts, sampling),) = recorder.calls
     assert prompts == [f"<bos><start_of_turn>user\n{w['instruction']}<end_of_turn>\n<start_of_turn>model\n"
                        for w in load(INSTRUCTIONS)[:2]]
@@ -201,7 +201,7 @@ def test_win_rate_counts_ties_as_half_and_leaves_out_unjudged_pairs(tmp_path):
     outputs = ["better", "worse", "as good", "better again", "unparsed", reference[5]["output"]]
     judge = KnownJudge(dict(zip(instructions, [2.0, 1.0, 1.5, 2.0, None])))
     model_outputs = outputs_file(tmp_path / "model_outputs.json", outputs)
-    assert ae.main(["--score-only", str(model_outputs), "--reference", str(REFERENCE), "--judge-model", "unused",
+    assert ae.main(["--score-only", str(model_outputs), "--reference", str(REFERENCE), "--judge-model", stand_in_model(tmp_path, "judge"),
                     "--out", str(tmp_path / "eval")], judge=judge) == 0
     metrics = load(tmp_path / "eval" / "metrics.json")
     # 2 wins, 1 loss, 2 ties (one judged, one identical outputs); the unparsed verdict is no judgement
@@ -224,7 +224,7 @@ def test_judging_resumes_after_an_interruption(tmp_path):
                 raise KeyboardInterrupt
             return super().compare(instructions, outputs, references)
 
-    argv = ["--score-only", str(model_outputs), "--reference", str(REFERENCE), "--judge-model", "unused",
+    argv = ["--score-only", str(model_outputs), "--reference", str(REFERENCE), "--judge-model", stand_in_model(tmp_path, "judge"),
             "--chunk-size", "4", "--out", str(tmp_path / "eval")]
     with pytest.raises(KeyboardInterrupt):
         ae.main(argv, judge=Interrupted(dict.fromkeys(instructions, 2.0)))
@@ -257,7 +257,7 @@ def test_the_pairwise_judge_asks_both_orders_and_keeps_only_swap_consistent_verd
 
 def test_bad_inputs_stop_with_file_line_and_field(tmp_path, capsys):
     broken = write_json(tmp_path / "instructions.json", [{"instruction": "fine"}, {"dataset": "x"}])
-    assert ae.main(["--model", "unused", "--data", str(broken), "--out", str(tmp_path / "a")]) == 2
+    assert ae.main(["--model", stand_in_model(tmp_path, "policy"), "--data", str(broken), "--out", str(tmp_path / "a")]) == 2
     assert f"{broken}:2: field 'instruction': missing" in capsys.readouterr().err
     reference = write_json(tmp_path / "reference.json", [{"instruction": "q", "output": 3}])
     outputs = outputs_file(tmp_path / "outputs.json", ["a"], instructions=["q"])
@@ -308,7 +308,7 @@ def test_lc_win_rate_is_alpaca_evals_own(tmp_path, gamed_baselines):
     rows, reference, preferences = length_explains_every_win()
     model_outputs = write_json(tmp_path / "model_outputs.json", rows)
     reference_path = write_json(tmp_path / "reference.json", reference)
-    assert ae.main(["--score-only", str(model_outputs), "--reference", str(reference_path), "--judge-model", "unused",
+    assert ae.main(["--score-only", str(model_outputs), "--reference", str(reference_path), "--judge-model", stand_in_model(tmp_path, "judge"),
                     "--out", str(tmp_path / "eval")], judge=KnownJudge(preferences)) == 0
     metrics = load(tmp_path / "eval" / "metrics.json")
     official = official_evaluate(model_outputs, reference_path, preferences, "get_length_controlled_winrate")
@@ -331,7 +331,7 @@ def test_wins_that_length_explains_count_for_little_once_length_is_controlled(ga
 
 def test_a_model_against_its_own_outputs_is_exactly_even(tmp_path):
     """alpaca_eval gives the reference 50 % by construction; no hub file is needed for it."""
-    assert ae.main(["--score-only", str(REFERENCE), "--reference", str(REFERENCE), "--judge-model", "unused",
+    assert ae.main(["--score-only", str(REFERENCE), "--reference", str(REFERENCE), "--judge-model", stand_in_model(tmp_path, "judge"),
                     "--out", str(tmp_path)], judge=KnownJudge({})) == 0
     metrics = load(tmp_path / "metrics.json")
     assert (metrics["win_rate"], metrics["lc_win_rate"], metrics["ties"]) == (0.5, 0.5, 6)

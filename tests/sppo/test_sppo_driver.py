@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import read_jsonl
+from helpers import read_jsonl, stand_in_model
 
 from recipekit.checkpoints.load import TRAINER_STATE, complete_checkpoints
 from recipekit.generation.engine import Generated
@@ -411,8 +411,8 @@ def test_a_bad_prompt_file_names_file_line_and_field_and_writes_nothing(tmp_path
     with pytest.raises(PromptFileError, match=rf"{prompts}:2: field 'prompt': missing"):
         read_prompts(prompts)
     out = tmp_path / "out"
-    code = driver.main(["--out", str(out), "--prompts", str(prompts), "--start-model", "unused",
-                        "--ranker-model", "unused", "--holdout", "1"])
+    code = driver.main(["--out", str(out), "--prompts", str(prompts), "--start-model", stand_in_model(tmp_path, "policy"),
+                        "--ranker-model", stand_in_model(tmp_path, "ranker"), "--holdout", "1"])
     assert code == 2 and f"{prompts}:2" in capsys.readouterr().err
     assert not out.exists()
 
@@ -432,7 +432,7 @@ def test_the_driver_leaves_out_prompts_over_512_tokens_of_the_starting_policy(tm
     monkeypatch.setattr(driver, "stage_generate", stop_after_reading)
     out = tmp_path / "out"
     assert driver.main(["--out", str(out), "--prompts", str(prompts), "--start-model", str(tiny_model("gemma2")),
-                        "--ranker-model", "unused", "--holdout", "1"]) == 2  # the default limit is the card's 512
+                        "--ranker-model", stand_in_model(tmp_path, "ranker"), "--holdout", "1"]) == 2  # the default limit is the card's 512
     assert seen["train"] == ["1", "3", "4"]  # line 6 is held out for the win-rate
     assert read_jsonl(out / "iter_1" / "prompt_rejects.jsonl") == [
         {"file": str(prompts), "line": line, "field": "prompt", "row": {"prompt": prompt},

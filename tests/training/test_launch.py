@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -154,23 +155,31 @@ def test_launch_readme_gives_the_fsdp2_flags_the_check_prints():
     assert flags in " ".join((LAUNCH_DIR / "README.md").read_text().replace("\\\n", " ").split())
 
 
-@pytest.fixture
-def axolotl_cli(monkeypatch):
-    """axolotl_cli(args) -> what `axolotl ARGS` would launch: its config options and launcher arguments."""
-    import axolotl.cli.main as axolotl_main
-    from click.testing import CliRunner
+# Run in a child process: importing Axolotl's CLI wraps sys.stdout/sys.stderr (colorama), which would
+# outlive the test in this process and break pytest's output capture for the tests after it.
+_CLI_PROBE = """
+import json, sys
+import axolotl.cli.main as axolotl_main
+from click.testing import CliRunner
+seen = {}
+axolotl_main.launch_training = lambda cfg_file, launcher, cloud, kwargs, launcher_args, use_exec: seen.update(
+    config=cfg_file, launcher=launcher, kwargs=kwargs, launcher_args=list(launcher_args))
+result = CliRunner().invoke(axolotl_main.cli, sys.argv[1:])
+sys.__stdout__.write(json.dumps({"exit_code": result.exit_code, "output": result.output, "seen": seen}))
+"""
 
-    for var in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF", "XFORMERS_IGNORE_FLASH_VERSION_CHECK"):
-        monkeypatch.setenv(var, "")  # the CLI sets these; restored after the test
-    seen = {}
-    monkeypatch.setattr(axolotl_main, "launch_training",
-                        lambda cfg_file, launcher, cloud, kwargs, launcher_args, use_exec: seen.update(
-                            config=cfg_file, launcher=launcher, kwargs=kwargs, launcher_args=launcher_args))
+
+@pytest.fixture
+def axolotl_cli():
+    """axolotl_cli(args) -> what `axolotl ARGS` would launch: its config options and launcher arguments."""
 
     def run(args):
-        result = CliRunner().invoke(axolotl_main.cli, args)
-        assert result.exit_code == 0, result.output
-        return seen
+        done = subprocess.run([sys.executable, "-c", _CLI_PROBE, *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["exit_code"] == 0, result["output"]
+        return result["seen"]
 
     return run
 
