@@ -155,16 +155,18 @@ def test_launch_readme_gives_the_fsdp2_flags_the_check_prints():
     assert flags in " ".join((LAUNCH_DIR / "README.md").read_text().replace("\\\n", " ").split())
 
 
-# Run in a child process: importing Axolotl's CLI wraps sys.stdout/sys.stderr (colorama), which would
-# outlive the test in this process and break pytest's output capture for the tests after it.
+# Run in a child process: importing `axolotl.cli` configures logging with dictConfig, which closes every
+# logging handler of the process, pytest's own capture handlers included, for the rest of the session.
 _CLI_PROBE = """
 import json, sys
 import axolotl.cli.main as axolotl_main
+from axolotl.cli.config import _coerce_value
 from click.testing import CliRunner
 seen = {}
 axolotl_main.launch_training = lambda cfg_file, launcher, cloud, kwargs, launcher_args, use_exec: seen.update(
     config=cfg_file, launcher=launcher, kwargs=kwargs, launcher_args=list(launcher_args))
 result = CliRunner().invoke(axolotl_main.cli, sys.argv[1:])
+seen["coerced"] = {key: _coerce_value(value) for key, value in seen.get("kwargs", {}).items()}
 sys.__stdout__.write(json.dumps({"exit_code": result.exit_code, "output": result.output, "seen": seen}))
 """
 
@@ -186,12 +188,10 @@ def axolotl_cli():
 
 def test_axolotl_cli_turns_the_fsdp2_flags_into_the_launcher_keys(axolotl_cli):
     """The documented flags, parsed by `axolotl train` itself, are exactly fsdp2.yml's keys."""
-    from axolotl.cli.config import _coerce_value
-
     keys = launch_overrides(LAUNCH_DIR / "fsdp2.yml")
     seen = axolotl_cli(["train", "recipes/supervisor_stage1.yml", *cli_flags(keys), "--", "--num_processes", "8"])
     # load_cfg coerces the strings and splits `a__b` into cfg.a.b; the rest are train's own options
-    assert {key: _coerce_value(value) for key, value in seen["kwargs"].items() if key.startswith("fsdp")} == {
+    assert {key: value for key, value in seen["coerced"].items() if key.startswith("fsdp")} == {
         "fsdp_version": keys["fsdp_version"],
         **{f"fsdp_config__{key}": value for key, value in keys["fsdp_config"].items()},
     }
