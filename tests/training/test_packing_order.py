@@ -9,7 +9,9 @@ from axolotl.utils.dict import DictDefault
 from axolotl.utils.samplers.multipack import MultipackBatchSampler
 from torch.utils.data import RandomSampler
 
-from recipekit.training.packing_order import PackingOrderPlugin, seed_packing_order
+from recipekit.paths import RECIPES_DIR
+from recipekit.training.packing_order import PLUGIN_NAME, PackingOrderPlugin, seed_packing_order
+from recipekit.training.recipe_config import load_recipe
 
 
 def packed(lengths, seed: int = 7) -> MultipackBatchSampler:
@@ -49,3 +51,10 @@ def test_the_resume_wrapper_passes_the_epoch_to_the_sampler_it_wraps():
     skipping = SkipBatchSampler(sampler, skip_batches=2)
     skipping.set_epoch(1)
     assert list(skipping) == list(epoch_one)[2:]
+
+
+def test_every_packing_recipe_lists_the_plugin():
+    packed = [recipe for recipe in sorted(RECIPES_DIR.glob("*.yml")) if load_recipe(recipe).get("sample_packing")]
+    assert packed, "no recipe packs"
+    for recipe in packed:
+        assert PLUGIN_NAME in (load_recipe(recipe).get("plugins") or []), f"{recipe.name} packs without {PLUGIN_NAME}"
