@@ -17,6 +17,7 @@ import pickle
 import tempfile
 from array import array
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -143,24 +144,42 @@ def stream_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats:
     FieldError: a step that is cheaper in batches (tokenizing). Rows still fail in input order.
     """
     inputs, kept = list(inputs), 0
-    for source in inputs:
-        for chunk in chunks(read_objects(source, stats)):
-            results = [(line, row, row if isinstance(row, RowError) else _convert(convert, row, str(source), line))
-                       for line, row in chunk]
-            if finalize is not None:
-                results = _finalized(results, finalize, str(source))
-            for line, row, result in results:
-                if isinstance(result, RowError):
-                    reject(result, stats, skip_invalid)
-                elif isinstance(result, Drop):
-                    stats.dropped[result.reason] += 1
-                else:
-                    kept += 1
-                    yield str(source), line, result
+    for source, results in _converted_chunks(inputs, convert, stats, finalize):
+        for line, row, result in results:
+            if isinstance(result, RowError):
+                reject(result, stats, skip_invalid)
+            elif isinstance(result, Drop):
+                stats.dropped[result.reason] += 1
+            else:
+                kept += 1
+                yield source, line, result
     if stats.rows_in == 0:
         raise PrepError(f"{', '.join(map(str, inputs))}: input has no rows")
     if not kept:
         raise PrepError(f"no usable rows: {stats.rejected} rejected, {sum(stats.dropped.values())} dropped")
+
+
+def _converted_chunks(inputs: list[str], convert: Callable[[dict], Any], stats: Stats,
+                      finalize: Callable[[list[Any]], list[Any]] | None) -> Iterator[tuple[str, list]]:
+    """(source, [(line, row, record or RowError or Drop)]) of each chunk, in input order.
+
+    `finalize` runs in a second thread, one chunk behind the reading and converting of the
+    next: a fast tokenizer releases the interpreter while it encodes, so both cores work.
+    """
+    with ThreadPoolExecutor(max_workers=1) as finalizer:
+        pending = None
+        for source in inputs:
+            for chunk in chunks(read_objects(source, stats)):
+                results = [(line, row, row if isinstance(row, RowError) else _convert(convert, row, str(source), line))
+                           for line, row in chunk]
+                if finalize is None:
+                    yield str(source), results
+                    continue
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                pending = str(source), finalizer.submit(_finalized, results, finalize, str(source))
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def _convert(convert: Callable[[dict], Any], row: dict, source: str, line: int) -> Any:

@@ -117,6 +117,14 @@ def _render_with_user(record: dict[str, Any], tokenizer, user: str) -> str:
         turn["value"] = full
 
 
+def _token_counts(tokenizer, texts: list[str]) -> list[int]:
+    """Tokens of each text, in one batched call; the fast tokenizer's offset-free path where it has one."""
+    encode = getattr(getattr(tokenizer, "backend_tokenizer", None), "encode_batch_fast", None)
+    if encode is None:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [len(encoding.ids) for encoding in encode(texts, add_special_tokens=False)]
+
+
 def _estimated_cut(text: str, offsets: list[tuple[int, int]], user: str, excess: int) -> int:
     """The user-text length that drops `excess` tokens from the user turn's end, read off one tokenisation.
 
@@ -131,6 +139,38 @@ def _estimated_cut(text: str, offsets: list[tuple[int, int]], user: str, excess:
     if end - first <= excess:
         return 0
     return min(len(user) - 1, len(user) - len(user.lstrip()) + offsets[end - excess][0] - start)
+
+
+@dataclass(frozen=True)
+class _Splice:
+    """A record's rendering with its user text swapped for a cut of it, by string splicing.
+
+    A chat template writes the user text verbatim (or trimmed) between a fixed prefix and
+    suffix, so a cut's rendering is prefix + cut + suffix: no template call per probe.
+    `clip_batch` renders each row's final cut for real and compares, so a template that
+    does more than that only costs time (the row is searched again by real renderings).
+    """
+
+    prefix: str
+    suffix: str
+    trims: bool
+
+    @classmethod
+    def of(cls, text: str, user: str, trims: bool) -> "_Splice | None":
+        kept = user.strip() if trims else user
+        start = text.find(kept) if kept else -1
+        if start < 0 or text.find(kept, start + 1) >= 0:  # absent, or not one place to cut
+            return None
+        return cls(text[:start], text[start + len(kept):], trims)
+
+    def text(self, user: str) -> str:
+        return self.prefix + (user.strip() if self.trims else user) + self.suffix
+
+
+def _template_trims(record: dict[str, Any], tokenizer) -> bool:
+    """Whether the chat template trims the user text (Gemma's does), read off one rendering."""
+    padded = f" {_user_turn(record)['value']} "
+    return padded not in _render_with_user(record, tokenizer, padded)
 
 
 @dataclass
@@ -155,6 +195,24 @@ class _Cut:
         self.step *= 2
 
 
+class _CutTexts:
+    """The rendering of a record cut at a user-text length: spliced where the record allows, else rendered."""
+
+    def __init__(self, records: list[dict[str, Any]], tokenizer, users: dict[int, str], splices: dict[int, _Splice]):
+        self.records, self.tokenizer, self.users, self.splices = records, tokenizer, users, splices
+
+    def __call__(self, i: int, at: int) -> str:
+        if i in self.splices:
+            return self.splices[i].text(self.users[i][:at])
+        return _render_with_user(self.records[i], self.tokenizer, self.users[i][:at])
+
+    def count(self, cuts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """{(record index, user-text length): token count of the conversation cut there}, in one batched call."""
+        if not cuts:
+            return {}
+        return dict(zip(cuts, _token_counts(self.tokenizer, [self(i, at) for i, at in cuts])))
+
+
 def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> list[tuple[dict, int, bool] | FieldError]:
     """Cut each record's user turn from its end until the conversation fits --max-tokens.
 
@@ -163,45 +221,56 @@ def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> lis
     The cut is the longest user-text length L found such that L characters fit and L + 1 do
     not. Every conversation is rendered and tokenised once, in one batched call; for a row
     that is too long, the token offsets of that call give a first L, and batched rounds
-    (one probe per unsettled row each) check it and move it until L fits and L + 1 does not.
+    (one probe per unsettled row each, on spliced renderings) check it and move it until L
+    fits and L + 1 does not. Each cut row's final text is then rendered for real: a row whose
+    splice differs is searched again on real renderings.
     """
     texts = [render(tokenizer, messages_of(r)) for r in records]
-    encoded = tokenizer(texts, add_special_tokens=False)
-    lengths = [len(ids) for ids in encoded["input_ids"]]
+    encoded = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    lengths = [len(encoding.ids) for encoding in encoded]
     results: list[Any] = [(r, n, False) for r, n in zip(records, lengths)]
     users = {i: _user_turn(records[i])["value"] for i, n in enumerate(lengths) if n > max_tokens}
-    guesses = {i: _estimated_cut(texts[i], encoded.encodings[i].offsets, users[i], lengths[i] - max_tokens)
-               for i in users}
-    first_round = {(i, at): None for i in users for at in (0, guesses[i], guesses[i] + 1)}
-    tokens = _count_cuts(records, tokenizer, users, list(first_round))
-    cuts = {}
+    if not users:
+        return results
+    guesses = {i: _estimated_cut(texts[i], encoded[i].offsets, users[i], lengths[i] - max_tokens) for i in users}
+    trims = _template_trims(records[next(iter(users))], tokenizer)
+    splices = {i: splice for i in users if (splice := _Splice.of(texts[i], users[i], trims)) is not None}
+    cuts = _search_cuts(_CutTexts(records, tokenizer, users, splices), guesses, max_tokens)
+    unspliced = [i for i in splices if i in cuts and splices[i].text(users[i][:cuts[i].low])
+                 != _render_with_user(records[i], tokenizer, users[i][:cuts[i].low])]
+    if unspliced:
+        cuts.update(_search_cuts(_CutTexts(records, tokenizer, users, {}), {i: guesses[i] for i in unspliced},
+                                 max_tokens))
     for i in users:
-        empty, at_guess, past_guess = (tokens[i, at] for at in (0, guesses[i], guesses[i] + 1))
-        if empty > max_tokens:
+        if i not in cuts:
             results[i] = _too_long(max_tokens)
-        elif at_guess > max_tokens:  # the guess is too long: search down from it
-            cuts[i] = _Cut(low=0, high=guesses[i], upward=False, length=empty)
-        elif past_guess <= max_tokens:  # one more character fits too: search up
-            cuts[i] = _Cut(low=guesses[i] + 1, high=len(users[i]), upward=True, length=past_guess)
-        else:
-            cuts[i] = _Cut(low=guesses[i], high=guesses[i] + 1, upward=True, length=at_guess)
-    while unsettled := {i: cut.probe() for i, cut in cuts.items() if cut.high - cut.low > 1}:
-        tokens = _count_cuts(records, tokenizer, users, list(unsettled.items()))
-        for i, at in unsettled.items():
-            cuts[i].settle(at, tokens[i, at], max_tokens)
-    for i, cut in cuts.items():
-        _user_turn(records[i])["value"] = users[i][:cut.low]
-        results[i] = (records[i], cut.length, True)
+            continue
+        _user_turn(records[i])["value"] = users[i][:cuts[i].low]
+        results[i] = (records[i], cuts[i].length, True)
     return results
 
 
-def _count_cuts(records: list[dict[str, Any]], tokenizer, users: dict[int, str],
-                cuts: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """{(record index, user-text length): token count of the conversation cut there}, in one batched call."""
-    if not cuts:
-        return {}
-    texts = [_render_with_user(records[i], tokenizer, users[i][:at]) for i, at in cuts]
-    return dict(zip(cuts, (len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])))
+def _search_cuts(texts: _CutTexts, guesses: dict[int, int], max_tokens: int) -> dict[int, _Cut]:
+    """The settled cut of each record in `guesses`; a record that does not fit even with no user text has none."""
+    first_round = {(i, at): None for i, guess in guesses.items() for at in (guess, guess + 1)}
+    tokens = texts.count(list(first_round))
+    too_long_at_guess = [i for i, guess in guesses.items() if tokens[i, guess] > max_tokens]
+    tokens.update(texts.count([(i, 0) for i in too_long_at_guess if guesses[i] > 0]))
+    cuts = {}
+    for i, guess in guesses.items():
+        at_guess, past_guess = tokens[i, guess], tokens[i, guess + 1]
+        if at_guess > max_tokens:  # the guess is too long: search down from it, if an empty user text fits
+            if tokens[i, 0] <= max_tokens:
+                cuts[i] = _Cut(low=0, high=guess, upward=False, length=tokens[i, 0])
+        elif past_guess <= max_tokens:  # one more character fits too: search up
+            cuts[i] = _Cut(low=guess + 1, high=len(texts.users[i]), upward=True, length=past_guess)
+        else:
+            cuts[i] = _Cut(low=guess, high=guess + 1, upward=True, length=at_guess)
+    while unsettled := {i: cut.probe() for i, cut in cuts.items() if cut.high - cut.low > 1}:
+        tokens = texts.count(list(unsettled.items()))
+        for i, at in unsettled.items():
+            cuts[i].settle(at, tokens[i, at], max_tokens)
+    return cuts
 
 
 @command
