@@ -182,8 +182,19 @@ def test_spool_reads_records_back_in_any_order_between_appends():
     assert next(spool.take([5]))["when"] == date(2026, 1, 2)
 
 
-def test_supervisor_clip_batch_cuts_where_one_more_character_would_not_fit(tiny_model):
+# A template that writes the user text verbatim, followed by one mark per 50 of its characters: a
+# splice of the full rendering miscounts every shorter cut, so the clipper must notice and render for real.
+_LENGTH_DEPENDENT_TEMPLATE = (
+    "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}"
+    "{% if m.role == 'user' %}{{ ' |' * ((m.content | trim | length) // 50) }}{% endif %}</{{ m.role }}>{% endfor %}"
+)
+
+
+@pytest.mark.parametrize("template", ["gemma4", "length-dependent"])
+def test_supervisor_clip_batch_cuts_where_one_more_character_would_not_fit(tiny_model, template):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model("gemma4"))
+    if template == "length-dependent":
+        tokenizer.chat_template = _LENGTH_DEPENDENT_TEMPLATE
     rows = [json.loads(line) for line in (RAW / "supervisor_judged.jsonl").read_text(encoding="utf-8").splitlines()]
     records = [supervisor._from_fields(row, supervisor.DEFAULT_SYSTEM) for row in rows]
     originals = [r["conversations"][1]["value"] for r in records]
