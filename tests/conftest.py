@@ -153,24 +153,6 @@ def fake_hub(monkeypatch):
     return record
 
 
-# --- parallel workers (pytest-xdist, `--dist loadgroup` in pyproject.toml) ---
-_SHARED_SCOPES = {"module", "class", "package"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """In a worker: the tests that share a module- or class-scoped fixture form one group, so
-    one worker builds it once (a trained model, say); every other test goes wherever a worker
-    is free, those that train first, so that no long run is left to start last."""
-    if _WORKER is None:
-        return
-    for item in items:
-        scopes = {d.scope for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs}
-        if scopes & _SHARED_SCOPES:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    items.sort(key=lambda item: item.get_closest_marker("train") is None)
-
-
 # --- the `train` marker is kept honest: a test that launches `axolotl train` without it fails ---
 _running: dict[str, object] = {"item": None, "trained": set()}
 _popen_init = subprocess.Popen.__init__
