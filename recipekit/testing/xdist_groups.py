@@ -2,8 +2,8 @@
 
 Tests that share a module-, class- or package-scoped fixture (a trained model, say) form one
 group, which one worker runs, so the fixture is built once; every other test goes to whichever
-worker is free. The scheduler hands the tests out slowest markers first, then those that
-train, so that no long run is left to start last.
+worker is free. The scheduler hands the groups out slowest markers first, then those that
+train, so that no long run is left to start last; a group's tests keep their order.
 
 Why not xdist's own loadgroup: pytest-xdist 3.8 marks a group by rewriting `item._nodeid`,
 which pytest 9 no longer reads, so it runs every test on its own and each worker builds every
@@ -57,8 +57,14 @@ def pytest_collection_modifyitems(config, items):
     path = _groups_dir() / f"{worker}.json"
     path.with_suffix(".tmp").write_text(json.dumps(groups), encoding="utf-8")
     path.with_suffix(".tmp").replace(path)
-    items.sort(key=lambda item: (not any(item.get_closest_marker(m) for m in SLOWEST_MARKERS),
-                                 not item.get_closest_marker("train")))
+    # a group keeps its own order (a test may build on what an earlier one left in a shared fixture)
+    rank: dict[str, tuple[bool, bool]] = {}
+    for item in items:
+        group = groups.get(item.nodeid, item.nodeid)
+        slow, train = rank.get(group, (True, True))
+        rank[group] = (slow and not any(item.get_closest_marker(m) for m in SLOWEST_MARKERS),
+                       train and not item.get_closest_marker("train"))
+    items.sort(key=lambda item: rank[groups.get(item.nodeid, item.nodeid)])
 
 
 def pytest_xdist_make_scheduler(config, log):
