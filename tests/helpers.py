@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import runpy
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
 from recipekit.paths import REPO_ROOT
-from recipekit.testing.offline import offline_env
 
 
-def run_script(script: str | Path, *args: Any, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python SCRIPT ARGS...` from the repository root, offline, capturing its text output."""
-    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=REPO_ROOT, env=offline_env(),
-                          capture_output=True, text=True, timeout=timeout)
+def run_script(script: str | Path, *args: Any) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS...` from the repository root, offline, its text output captured: run in
+    this process (the script as __main__, its exit status from SystemExit), which skips the seconds
+    of importing torch and transformers again in a child. The test session is offline already."""
+    script = Path(script)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = [str(script), *map(str, args)]
+    with contextlib.chdir(REPO_ROOT), _argv(argv), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+            code = 0
+        except SystemExit as exit_:
+            code = _exit_status(exit_.code)
+        except Exception:  # a crash, reported as a child process would report it
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str]):
+    saved, sys.argv = sys.argv, argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _exit_status(code: Any) -> int:
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)  # SystemExit("message"), as the interpreter prints it
+    return 1
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

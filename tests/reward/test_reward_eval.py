@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from helpers import run_script
 
 from recipekit.paths import REPO_ROOT
 from recipekit.reward.scoring import main, reward_input_ids
@@ -148,9 +147,8 @@ def test_the_cards_figure_is_the_mean_of_the_split_accuracies_beside_the_pooled_
 
 def test_cli_on_the_tiny_reward_model(tiny_model, tmp_path):
     out = tmp_path / "eval"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model("llama", "seq_cls")),
-                           "--data", str(EVAL_PAIRS), "--out", str(out), "--batch-size", "5", "--name", "tiny"],
-                          capture_output=True, text=True, timeout=600)
+    done = run_script(SCRIPT, "--model", tiny_model("llama", "seq_cls"), "--data", EVAL_PAIRS, "--out", out,
+                      "--batch-size", 5, "--name", "tiny")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     rows = [json.loads(line) for line in EVAL_PAIRS.read_text(encoding="utf-8").splitlines()]
@@ -161,9 +159,7 @@ def test_cli_on_the_tiny_reward_model(tiny_model, tmp_path):
     assert metrics["accuracy"] == sum(s["chosen_score"] > s["rejected_score"] for s in scored) / len(scored)
     assert "| tiny |" in done.stdout and "reward eval" in done.stderr  # the table and the progress bar
     assert json.loads((out / "manifest.json").read_text())["inputs"][str(EVAL_PAIRS)]
-    compared = subprocess.run([sys.executable, str(SCRIPT), "--compare", str(out / "metrics.json"),
-                               str(out / "metrics.json"), "--names", "lr5e-6", "lr1e-6"],
-                              capture_output=True, text=True, timeout=300)
+    compared = run_script(SCRIPT, "--compare", out / "metrics.json", out / "metrics.json", "--names", "lr5e-6", "lr1e-6")
     assert "| lr5e-6 |" in compared.stdout and "| lr1e-6 |" in compared.stdout
 
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import warnings
 
 import pytest
-from helpers import read_jsonl, stand_in_model
+from helpers import read_jsonl, run_script, stand_in_model
 
 from recipekit.generation.engine import Generated
 from recipekit.paths import REPO_ROOT
@@ -45,7 +43,7 @@ def generated(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("alpaca") / "run"
     argv = ["--model", tiny_model("gemma2"), "--name", NAME, "--data", INSTRUCTIONS, "--reference", REFERENCE,
             "--judge-model", tiny_model("llama", "seq_cls"), "--max-new-tokens", 8, "--batch-size", 6, "--out", out]
-    done = subprocess.run([sys.executable, str(SCRIPT), *map(str, argv)], capture_output=True, text=True, timeout=600)
+    done = run_script(SCRIPT, *argv)
     assert done.returncode == 0, done.stderr
     return {"out": out, "argv": [str(a) for a in argv], "stdout": done.stdout,
             "ranker": str(tiny_model("llama", "seq_cls"))}
