@@ -39,18 +39,27 @@ def conversation_recipes(recipes_dir: Path = RECIPES_DIR) -> list[Path]:
     return chosen
 
 
+def own_mode(config: dict) -> str:
+    """The packing mode the recipe trains with on a GPU: flash attention packs into varlen bins."""
+    if not config.get("sample_packing"):
+        return "unpacked"
+    flash = config.get("flash_attention") or config.get("attn_implementation") == "flash_attention_2"
+    return "packed_varlen" if flash else "packed_sdpa"
+
+
 def _recipe_rows(recipe: Path, config: dict, data: str, lengths, seed: int) -> list[dict[str, Any]]:
+    """Each mode's figures, with the accumulation that keeps the rows per optimiser step the recipe
+    trains with now (its accumulation x the rows per pass of its own mode). A recipe that packs pads
+    its bins to sequence_len; unpacked, it would pad each batch only to its longest row, as the cards did."""
     micro, seq = int(config.get("micro_batch_size", 1)), int(config["sequence_len"])
-    rows_per_step = micro * int(config.get("gradient_accumulation_steps", 1))
-    rows = []
-    for figures in packing.compare(lengths, micro, seq, pad_to_sequence_len=bool(config.get("pad_to_sequence_len")),
-                                   seed=seed):
-        row = {"recipe": recipe.name, "data": data, "sample_packing": figures.mode != "unpacked",
-               **figures.record(), "rows_per_optimizer_step_now": rows_per_step}
-        if figures.mode != "unpacked":
-            row["accumulation_for_same_rows_per_step"] = packing.accumulation_for_rows(rows_per_step / micro, figures)
-        rows.append(row)
-    return rows
+    pad = bool(config.get("pad_to_sequence_len")) and not config.get("sample_packing")
+    modes = packing.compare(lengths, micro, seq, pad_to_sequence_len=pad, seed=seed)
+    own = next(figures for figures in modes if figures.mode == own_mode(config))
+    rows_per_step = int(config.get("gradient_accumulation_steps", 1)) * own.rows_per_pass
+    return [{"recipe": recipe.name, "data": data, "sample_packing": figures.mode != "unpacked", **figures.record(),
+             "recipe_mode": own.mode, "rows_per_optimizer_step_now": round(rows_per_step, 2),
+             "accumulation_for_same_rows_per_step": packing.accumulation_for_rows(rows_per_step, figures)}
+            for figures in modes]
 
 
 def packing_suite(seed: int = 0, recipes: list[Path] | None = None) -> dict[str, Any]:
@@ -69,7 +78,7 @@ def packing_suite(seed: int = 0, recipes: list[Path] | None = None) -> dict[str,
 
 PACKING_COLUMNS = ["recipe", "data", "mode", "micro_batch_size", "sequence_len", "rows", "rows_dropped_too_long",
                    "rows_per_epoch", "passes", "real_tokens", "computed_tokens", "real_fraction", "rows_per_pass",
-                   "accumulation_for_same_rows_per_step"]
+                   "recipe_mode", "rows_per_optimizer_step_now", "accumulation_for_same_rows_per_step"]
 
 
 def packing_markdown(section: dict[str, Any]) -> str:

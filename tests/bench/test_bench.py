@@ -4,6 +4,7 @@ hand numbers, and the tiny CPU run of every suite (GPU-only variants reported as
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +46,21 @@ def test_rows_longer_than_sequence_len_are_dropped():
 def test_accumulation_keeps_rows_per_step():
     figures = packing.packed([250] * 4, 1, 512, varlen=True)  # 2 rows per pass
     assert packing.accumulation_for_rows(16, figures) == 8
+
+
+@pytest.mark.parametrize("micro", [1, 4])
+def test_each_mode_gets_the_accumulation_for_the_recipes_rows_per_step(micro):
+    from recipekit.bench.suites import _recipe_rows
+
+    config = {"micro_batch_size": micro, "sequence_len": 512, "gradient_accumulation_steps": 3,
+              "sample_packing": True, "attn_implementation": "flash_attention_2"}
+    rows = {r["mode"]: r for r in _recipe_rows(Path("r.yml"), config, "data", [250] * 96, seed=0)}
+    # the recipe packs two rows per bin into micro_batch_size x 512 tokens: 2 x micro rows per pass, 3 passes a step
+    assert {r["recipe_mode"] for r in rows.values()} == {"packed_varlen"}
+    assert rows["packed_varlen"]["rows_per_pass"] == 2 * micro
+    assert {r["rows_per_optimizer_step_now"] for r in rows.values()} == {6 * micro}
+    assert rows["packed_varlen"]["accumulation_for_same_rows_per_step"] == 3
+    assert rows["unpacked"]["accumulation_for_same_rows_per_step"] == 6  # micro rows per pass
 
 
 def test_flops_and_mfu_on_hand_numbers():
