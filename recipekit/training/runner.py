@@ -21,6 +21,10 @@ WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safeten
 _LOG_DICT = re.compile(r"\{'(?:loss|train_loss)'.*?\}")
 # Lines of the output quoted in the error of a failed command.
 ERROR_TAIL_LINES = 40
+# Put before every `run_axolotl` command line; empty here. The test session puts the client of
+# recipekit/testing/warm_axolotl.py there, which forks each run from an interpreter that has
+# imported Axolotl already. Commands built with `axolotl_command` alone (a run a test kills) never get it.
+RUN_PREFIX: list[str] = []
 
 
 class AxolotlError(RuntimeError):
@@ -47,6 +51,7 @@ def run_axolotl(command: str, config_path: Path, log_path: Path, *, options: Seq
     (the caller's own error type) naming the log.
     """
     argv, env = axolotl_command(command, config_path, options, env)
+    argv = [*RUN_PREFIX, *argv]
     lines: list[str] = []
     timed_out = threading.Event()
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(

@@ -1,0 +1,220 @@
+"""`axolotl COMMAND ...` forked from a process that has imported Axolotl's stack already.
+
+A test session starts dozens of tiny `axolotl train` runs, and each spends about 12 s of CPU
+importing torch, transformers, TRL, PEFT and Axolotl before its first step. A warm server
+imports them once; every run is then a fork of it that calls Axolotl's own CLI entry point
+(`axolotl.cli.main:main`, what the `axolotl` script runs) with the run's arguments, working
+directory, environment and standard streams. A child launched with `--launcher torchrun` or
+`accelerate` still starts its ranks as fresh processes, as on a cluster.
+
+    python -m recipekit.testing.warm_axolotl serve SOCKET            # the server
+    python -m recipekit.testing.warm_axolotl SOCKET AXOLOTL ARGS...  # one run, as `AXOLOTL ARGS...`
+
+The client passes its own stdin, stdout and stderr, exits with the run's status, and when it is
+killed the server kills the run too. It runs AXOLOTL ARGS itself when no server answers, or when
+its environment differs from the server's in a variable read at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+# Environment read while importing the stack (hub and cache locations, offline switches, paths):
+# a run whose values differ must start from scratch.
+IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "DATASETS", "TOKENIZERS", "XDG_", "TORCH", "PYTHON",
+                        "TRITON", "AXOLOTL", "DO_NOT_TRACK", "NUMBA", "WANDB", "ACCELERATE", "CUDA", "KMP_", "OMP_")
+SERVER_START_TIMEOUT = 300  # seconds a client waits for the server's socket before running cold
+_HEADER = struct.Struct("!I")
+
+
+def _differing(env: dict[str, str], started: dict[str, str], imported_env: dict[str, dict[str, str | None]]) -> list[str]:
+    """The import-time variables of `env` that differ from the server's environment, counting a
+    value that importing the stack sets (a run's parent may have imported it too) as the same."""
+    keys = {k for k in (*env, *started) if k.startswith(IMPORT_TIME_PREFIXES)}
+    return sorted(k for k in keys if env.get(k) != started.get(k)
+                  and not (k in imported_env and env.get(k) == imported_env[k]["after"]))
+
+
+def _send(conn: socket.socket, message: dict, fds: list[int] = ()) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(conn, [_HEADER.pack(len(data))], fds)
+    else:
+        conn.sendall(_HEADER.pack(len(data)))
+    conn.sendall(data)
+
+
+def _receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[int]]:
+    if with_fds:
+        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, with_fds)
+    else:
+        header, fds = conn.recv(_HEADER.size), []
+    if len(header) < _HEADER.size:
+        return None, fds
+    (size,) = _HEADER.unpack(header)
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None, fds
+        data += chunk
+    return json.loads(data), fds
+
+
+# --- server ---
+
+def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, str | None]]) -> None:
+    """In the forked child: become the run, then exit with its status. `imported_env` is what
+    importing the stack set in the environment (TOKENIZERS_PARALLELISM and the like): a cold run
+    would have set it too, except where the run's own environment chose another value."""
+    code = 1
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        for key, value in imported_env.items():
+            if key not in request["env"] or request["env"][key] == value["before"]:
+                os.environ[key] = value["after"]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.argv = request["argv"]
+        # __main__ as the `axolotl` script's: click names the program after it, and a spawned
+        # worker process re-runs it, as in a cold run
+        script = sys.modules["__main__"]
+        script.__file__, script.__spec__, script.__package__ = request["argv"][0], None, None
+        from axolotl.cli.main import main
+
+        try:
+            code = main() or 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if not isinstance(exit_.code, (int, type(None))):
+                print(exit_.code, file=sys.stderr)
+    except BaseException:  # the run's own crash, reported as the interpreter would
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: S110 - a closed stream at exit has nothing left to say
+                pass
+        os._exit(code)
+
+
+# Imported by the server beyond the CLI: what every run would import on its first step.
+WARM_MODULES = ("axolotl.cli.main", "axolotl.cli.train", "axolotl.cli.preprocess", "axolotl.train",
+                "axolotl.core.builders", "axolotl.core.trainers.base", "axolotl.core.trainers.dpo",
+                "axolotl.loaders.model", "axolotl.utils.data.sft", "axolotl.utils.data.rl", "peft", "trl",
+                *(f"transformers.models.{family}.modeling_{family}" for family in
+                  ("gemma2", "gemma3", "gemma4", "gemma4_unified", "qwen3", "llama")))
+
+
+def _warm_up() -> None:
+    """Import WARM_MODULES, and have numba compile the sample-packing functions (seconds a run)."""
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:  # a module this version lacks: its runs import what they need
+            print(f"warm_axolotl: not imported: {name}: {err}", file=sys.stderr)
+    import numpy as np
+    from axolotl.utils.samplers import multipack
+
+    lengths = np.array([3, 5, 2, 7], dtype=np.int64)
+    multipack.allocate_sequentially(lengths, rank=0, bin_capacity=8, num_ranks=1)
+    multipack.pack_parallel(lengths, bin_capacity=8, group_size=4, bin_size=8, num_processes=1, safe_mode=True)
+    multipack.ffd_check(lengths, 8, 4)
+
+
+def serve(path: str) -> None:
+    before = dict(os.environ)
+    _warm_up()
+    imported_env = {k: {"before": before.get(k), "after": v} for k, v in os.environ.items() if before.get(k) != v}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".tmp")
+    os.replace(path + ".tmp", path)  # clients see the socket only once it is bound
+    listener.listen(64)
+    runs: dict[socket.socket, int] = {}  # client connection -> pid of its run
+    while True:
+        ready, _, _ = select.select([listener, *runs], [], [], 0.05)
+        for conn in ready:
+            if conn is listener:
+                client, _ = listener.accept()
+                request, fds = _receive(client, with_fds=3)
+                differing = None if request is None else _differing(request["env"], before, imported_env)
+                if differing is None or differing:
+                    print(f"warm_axolotl: run cold, environment differs in {differing}", file=sys.stderr, flush=True)
+                    _send(client, {"accepted": False})
+                    for fd in fds:
+                        os.close(fd)
+                    client.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    _run_child(request, fds, imported_env)
+                for fd in fds:
+                    os.close(fd)
+                runs[client] = pid
+                _send(client, {"accepted": True, "pid": pid})
+            else:  # the client went away (killed): so does its run
+                os.kill(runs[conn], signal.SIGKILL)
+        for conn, pid in list(runs.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                try:
+                    _send(conn, {"status": os.waitstatus_to_exitcode(status)})
+                except OSError:
+                    pass
+                conn.close()
+                del runs[conn]
+
+
+# --- client ---
+
+def run(path: str, argv: list[str]) -> int:
+    """`argv` through the server at `path`, or on its own when the server cannot take it."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(path)
+        _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+        answer, _ = _receive(conn)
+    except OSError:
+        answer = None
+    if not answer or not answer.get("accepted"):
+        os.execv(argv[0], argv)  # cold: this process becomes the run
+    for sig in (signal.SIGTERM, signal.SIGINT):  # passed on, as a shell would
+        signal.signal(sig, lambda signum, _frame: os.kill(answer["pid"], signum))
+    result, _ = _receive(conn)
+    return 1 if result is None else int(result["status"])
+
+
+def main(args: list[str] | None = None) -> int:
+    args = sys.argv[1:] if args is None else args
+    if len(args) == 2 and args[0] == "serve":
+        serve(args[1])
+        return 0
+    if len(args) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return run(args[0], args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

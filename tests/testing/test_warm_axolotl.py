@@ -1,0 +1,79 @@
+"""recipekit/testing/warm_axolotl.py: a run forked from the warm server is the `axolotl` command it
+stands for (output, exit status), a run whose environment differs starts cold, and killing the
+client kills the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recipekit.paths import RECIPES_DIR
+from recipekit.testing.offline import offline_env
+from recipekit.testing.smoke import smoke_overrides, write_run_config
+from recipekit.training.recipe_config import load_recipe
+
+AXOLOTL = str(Path(sys.executable).parent / "axolotl")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("warm") / "server.sock"
+    log = open(path.with_suffix(".log"), "w", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(path)],
+                               env=offline_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    yield path
+    process.kill()
+    process.wait()
+    log.close()
+
+
+def _client(server, *args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, *args],
+                          env=env or offline_env(), capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def _served(server) -> int:
+    """How many runs the server turned away (ran cold) so far."""
+    return server.with_suffix(".log").read_text(encoding="utf-8").count("run cold")
+
+
+def test_a_warm_run_is_the_command_it_stands_for(server):
+    for args in (["--help"], ["no-such-command"], ["preprocess", "--help"]):
+        cold = subprocess.run([AXOLOTL, *args], env=offline_env(), capture_output=True, text=True, timeout=600)
+        warm = _client(server, *args)
+        assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), args
+        assert warm.stderr.splitlines()[-1:] == cold.stderr.splitlines()[-1:], args
+    assert _served(server) == 0
+
+
+def test_a_run_whose_environment_differs_at_import_time_starts_cold(server, tmp_path):
+    done = _client(server, "--help", env={**offline_env(), "HF_HOME": str(tmp_path / "elsewhere")})
+    assert done.returncode == 0 and "Usage" in done.stdout
+    assert _served(server) == 1
+
+
+@pytest.mark.train
+def test_killing_the_client_kills_the_run(server, tmp_path):
+    recipe = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
+    config, config_path = write_run_config(recipe, tmp_path, smoke_overrides(recipe, load_recipe(recipe), tmp_path, 10_000))
+    log = tmp_path / "train.log"
+    with open(log, "w", encoding="utf-8") as out:
+        client = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, "train",
+                                   str(config_path), "--launcher", "python"], cwd=tmp_path, env=offline_env(),
+                                  stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while "'loss'" not in log.read_text(encoding="utf-8"):  # training, 10,000 steps to go
+            assert client.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")[-2000:]
+            time.sleep(0.2)
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait()
+    time.sleep(1)
+    size = log.stat().st_size
+    time.sleep(3)
+    assert log.stat().st_size == size, "the run kept writing after its client was killed"
