@@ -55,12 +55,15 @@ def session_tmp() -> Path:
 _WARM: dict[str, object] = {}
 
 
-def pytest_sessionstart(session):
-    """In every process that runs tests: a server that has imported Axolotl's stack, which each
-    `run_axolotl` command of this process forks from (about 12 s of imports saved per run).
-    Commands a test builds itself (a run it kills) and those of child processes start cold."""
+def pytest_collection_finish(session):
+    """In every process that runs tests, some of them marked `train`: a server that has imported
+    Axolotl's stack, which each `run_axolotl` command of this process forks from (about 12 s of
+    imports saved per run). Commands a test builds itself (a run it kills) and those of child
+    processes start cold."""
     if _WORKER is None and session.config.getoption("numprocesses", None):
         return  # the xdist controller runs no test
+    if not any(item.get_closest_marker("train") for item in session.items):
+        return  # e.g. `-m "not train"`: nothing to fork
     import sys
 
     import recipekit.training.runner as runner
