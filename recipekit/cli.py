@@ -36,3 +36,11 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
 def _fail(err: Exception) -> int:
     print(f"error: {err}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def exit_status(code: object) -> int:
+    """The status the interpreter exits with on SystemExit(code); a message code is printed on stderr, as it does."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
+from recipekit.cli import exit_status
 from recipekit.paths import REPO_ROOT
 
 
@@ -27,7 +28,7 @@ def run_script(script: str | Path, *args: Any) -> subprocess.CompletedProcess:
             runpy.run_path(str(script), run_name="__main__")
             code = 0
         except SystemExit as exit_:
-            code = _exit_status(exit_.code)
+            code = exit_status(exit_.code)
         except Exception:  # a crash, reported as a child process would report it
             traceback.print_exc()
             code = 1
@@ -41,13 +42,6 @@ def _argv(argv: list[str]):
         yield
     finally:
         sys.argv = saved
-
-
-def _exit_status(code: Any) -> int:
-    if code is None or isinstance(code, int):
-        return code or 0
-    print(code, file=sys.stderr)  # SystemExit("message"), as the interpreter prints it
-    return 1
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

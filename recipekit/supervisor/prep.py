@@ -222,8 +222,9 @@ def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> lis
     not. Every conversation is rendered and tokenised once, in one batched call; for a row
     that is too long, the token offsets of that call give a first L, and batched rounds
     (one probe per unsettled row each, on spliced renderings) check it and move it until L
-    fits and L + 1 does not. Each cut row's final text is then rendered for real: a row whose
-    splice differs is searched again on real renderings.
+    fits and L + 1 does not. Each cut row's final text (for a row found too long, its text
+    with no user text) is then rendered for real: a row whose splice differs is searched
+    again on real renderings.
     """
     texts = [render(tokenizer, messages_of(r)) for r in records]
     encoded = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
@@ -236,8 +237,10 @@ def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> lis
     trims = _template_trims(records[next(iter(users))], tokenizer)
     splices = {i: splice for i in users if (splice := _Splice.of(texts[i], users[i], trims)) is not None}
     cuts = _search_cuts(_CutTexts(records, tokenizer, users, splices), guesses, max_tokens)
-    unspliced = [i for i in splices if i in cuts and splices[i].text(users[i][:cuts[i].low])
-                 != _render_with_user(records[i], tokenizer, users[i][:cuts[i].low])]
+    # the final cut, or for a row found too long the empty user text, rendered for real
+    final = {i: cuts[i].low if i in cuts else 0 for i in splices}
+    unspliced = [i for i, at in final.items()
+                 if splices[i].text(users[i][:at]) != _render_with_user(records[i], tokenizer, users[i][:at])]
     if unspliced:
         cuts.update(_search_cuts(_CutTexts(records, tokenizer, users, {}), {i: guesses[i] for i in unspliced},
                                  max_tokens))

@@ -26,6 +26,8 @@ import struct
 import sys
 import time
 
+from recipekit.cli import exit_status
+
 # Environment read while importing the stack (hub and cache locations, offline switches, paths):
 # a run whose values differ must start from scratch.
 IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "DATASETS", "TOKENIZERS", "XDG_", "TORCH", "PYTHON",
@@ -97,9 +99,7 @@ def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, 
         try:
             code = main() or 0
         except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-            if not isinstance(exit_.code, (int, type(None))):
-                print(exit_.code, file=sys.stderr)
+            code = exit_status(exit_.code)
     except BaseException:  # the run's own crash, reported as the interpreter would
         import traceback
 
@@ -108,7 +108,7 @@ def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, 
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: S110 - a closed stream at exit has nothing left to say
+            except Exception:  # a closed stream at exit has nothing left to say
                 pass
         os._exit(code)
 
@@ -141,7 +141,14 @@ def _warm_up() -> None:
 
 def serve(path: str) -> None:
     before = dict(os.environ)
-    _warm_up()
+    try:
+        _warm_up()
+        broken = False
+    except Exception:  # every run starts cold at once (and fails there, if the stack is broken)
+        import traceback
+
+        traceback.print_exc()
+        broken = True
     imported_env = {k: {"before": before.get(k), "after": v} for k, v in os.environ.items() if before.get(k) != v}
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
@@ -154,7 +161,7 @@ def serve(path: str) -> None:
             if conn is listener:
                 client, _ = listener.accept()
                 request, fds = _receive(client, with_fds=3)
-                differing = None if request is None else _differing(request["env"], before, imported_env)
+                differing = None if request is None or broken else _differing(request["env"], before, imported_env)
                 if differing is None or differing:
                     print(f"warm_axolotl: run cold, environment differs in {differing}", file=sys.stderr, flush=True)
                     _send(client, {"accepted": False})

@@ -77,3 +77,22 @@ def test_killing_the_client_kills_the_run(server, tmp_path):
     size = log.stat().st_size
     time.sleep(3)
     assert log.stat().st_size == size, "the run kept writing after its client was killed"
+
+
+def test_a_server_whose_warm_up_failed_turns_every_run_away_at_once(tmp_path):
+    path = tmp_path / "broken.sock"
+    code = ("import sys, recipekit.testing.warm_axolotl as w\n"
+            "def fail(): raise ImportError('no stack here')\n"
+            f"w._warm_up = fail\nw.serve({str(path)!r})\n")
+    with open(tmp_path / "server.log", "w", encoding="utf-8") as log:
+        process = subprocess.Popen([sys.executable, "-c", code], env=offline_env(), stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        start = time.monotonic()
+        done = _client(path, "--help")
+        assert done.returncode == 0 and "Usage: axolotl" in done.stdout  # run cold, well before the client's timeout
+        assert time.monotonic() - start < 120
+        assert "no stack here" in (tmp_path / "server.log").read_text(encoding="utf-8")
+    finally:
+        process.kill()
+        process.wait()
