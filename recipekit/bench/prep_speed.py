@@ -2,16 +2,18 @@
 
 Each case writes N synthetic rows (seeded, so every run reads the same bytes) in the
 shape its preprocessor reads, then runs the preprocessor's command line as a child
-process and reads its wall time (start-up included) and peak resident memory (the
-child's own ru_maxrss, from os.wait4). Cases: `prep_supervisor.py` with --tokenizer
-clipping (the tiny Gemma 4's real fast tokenizer; --max-tokens set so about a fifth of
-the rows are cut) and a stratified 1 % test split, and `prep_bitext.py` (a CSV) with a
-stratified 1 % test split. The machine's load average is recorded next to every figure.
+process and reads its wall time (start-up included), its peak resident memory and the
+peak proportional memory of it and the worker processes it forks (both sampled). Cases: `prep_supervisor.py` with --tokenizer clipping (the tiny
+Gemma 4's fast tokenizer, a 640-entry byte-level BPE: rows come out longer in tokens than
+under a full vocabulary; --max-tokens set so about a fifth of the rows are cut) and a
+stratified 1 % test split, and `prep_bitext.py` (a CSV) with a stratified 1 % test split.
+The machine's load average is recorded next to every figure.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import random
@@ -19,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,17 +112,86 @@ CASES = (
 )
 
 
-def run_child(command: list[str], env: dict[str, str], log: Path) -> tuple[float, int]:
-    """(wall seconds, peak resident bytes) of one child process; its output goes to `log`."""
+def run_child(command: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak resident bytes, peak proportional bytes) of one child process; its output goes to `log`.
+
+    Both peaks are sampled while the child runs. The resident peak is the
+    child's own high-water mark (VmHWM; ru_maxrss would not do: Linux carries it over from
+    the parent that forked the child, so it is never below this process's own size). The
+    proportional peak covers the child and the processes it forks: shared pages counted
+    once, split between the processes that share them, so the figure is what the tree holds.
+    """
     with log.open("w", encoding="utf-8") as out:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, not every child's maximum
+        sampler = _MemorySampler(process.pid)
+        code = process.wait()
         seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
+        sampler.stop()
+    if code:
         tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
-        raise RuntimeError(f"{' '.join(command)} failed with {os.waitstatus_to_exitcode(status)}:\n{tail}")
-    return seconds, usage.ru_maxrss * 1024  # Linux reports kilobytes
+        raise RuntimeError(f"{' '.join(command)} failed with {code}:\n{tail}")
+    return seconds, sampler.resident_peak, sampler.tree_peak
+
+
+class _MemorySampler(threading.Thread):
+    """A process's resident high-water mark (read every 0.05 s), and the highest proportional
+    memory (Pss) of it and its descendants (as often in the first second, for short runs, then
+    every 0.5 s: reading Pss walks the page tables, about 5 ms a large process, time the
+    measured run would lose)."""
+
+    def __init__(self, pid: int, every: float = 0.05, tree_every: int = 10):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.tree_every, self.done = pid, every, tree_every, threading.Event()
+        self.resident_peak = self.tree_peak = 0
+        self.start()
+
+    def run(self) -> None:
+        for tick in itertools.count():  # a first sample at once: a short run may end before the first interval
+            self.resident_peak = max(self.resident_peak, _status_kb(self.pid, "VmHWM") * 1024)
+            if tick < self.tree_every * 2 or tick % self.tree_every == 0:
+                self.tree_peak = max(self.tree_peak, sum(_pss(pid) for pid in _tree(self.pid)))
+            if self.done.wait(self.every):
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every process below it, from the parent ids in /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # exited while scanning
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    tree = [root]
+    for pid in tree:
+        tree.extend(children.get(pid, ()))
+    return tree
+
+
+def _pss(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # exited, or not ours to read
+        return 0
+    match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def _status_kb(pid: int, key: str) -> int:
+    """A kB figure of /proc/PID/status; 0 once the process has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{key}:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) if match else 0
 
 
 def _child_env() -> dict[str, str]:
@@ -139,11 +211,11 @@ def run_case(case: Case, rows: int, seed: int, work: Path) -> dict[str, Any]:
     command = [sys.executable, str(REPO_ROOT / case.script), "--input", str(source),
                "--output", str(work / "out.jsonl"), "--seed", str(seed), *case.extra_args(work, rows)]
     load_before = os.getloadavg()[0]
-    seconds, peak = run_child(command, _child_env(), work / "log.txt")
+    seconds, peak, tree_peak = run_child(command, _child_env(), work / "log.txt")
     log = (work / "log.txt").read_text(encoding="utf-8")
     source.unlink()
     return {"case": case.name, "rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_rss_mb": round(peak / 2**20), "rows_out": _summary_count(log, "rows out"),
+            "peak_rss_mb": round(peak / 2**20), "peak_tree_pss_mb": round(tree_peak / 2**20), "rows_out": _summary_count(log, "rows out"),
             "clipped": _summary_count(log, "clipped"), "load_1min_before": round(load_before, 2),
             "load_1min_after": round(os.getloadavg()[0], 2)}
 
@@ -170,9 +242,12 @@ def _add_marginal_rates(results: list[dict[str, Any]]) -> None:
 
 
 def prep_markdown(section: dict[str, Any]) -> str:
-    columns = ["case", "rows", "seconds", "rows_per_s", "marginal_rows_per_s", "peak_rss_mb", "clipped", "load_1min_before",
+    columns = ["case", "rows", "seconds", "rows_per_s", "marginal_rows_per_s", "peak_rss_mb", "peak_tree_pss_mb", "clipped",
+               "load_1min_before",
                "load_1min_after"]
     note = (f"{section['cpus']} CPU cores; wall time includes start-up (the supervisor's: importing transformers); "
-            f"marginal_rows_per_s: rows/s between the two sizes (start-up taken out); peak memory is the "
-            f"child's resident high-water mark; load is the 1-minute load average.")
+            f"marginal_rows_per_s: rows/s between the two sizes (start-up taken out); peak_rss_mb: the "
+            f"child's own resident high-water mark (VmHWM); peak_tree_pss_mb: the highest proportional memory of the child and "
+            f"the worker processes it forks together (sampled every 0.5 s; shared pages counted once); load is the "
+            f"1-minute load average.")
     return markdown_table(columns, section["cases"], cell) + "\n" + note

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import pickle
 import tempfile
 from array import array
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -131,20 +131,22 @@ def collect(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats,
 
 
 def stream(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool,
-           finalize: Callable[[list[Any]], list[Any]] | None = None) -> Iterator[Any]:
+           finalize: Callable[[list[Any]], list[Any]] | None = None, workers: int | None = None) -> Iterator[Any]:
     """Convert every row of every input, lazily; bad rows raise RowError or, when skipped, become rejects."""
-    return (record for _, _, record in stream_located(inputs, convert, stats, skip_invalid, finalize))
+    return (record for _, _, record in stream_located(inputs, convert, stats, skip_invalid, finalize, workers))
 
 
 def stream_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats: Stats, skip_invalid: bool,
-                   finalize: Callable[[list[Any]], list[Any]] | None = None) -> Iterator[tuple[str, int, Any]]:
+                   finalize: Callable[[list[Any]], list[Any]] | None = None,
+                   workers: int | None = None) -> Iterator[tuple[str, int, Any]]:
     """`stream`, each record as (file, line, record), so a later check can name its row in a reject.
 
     `finalize` takes a chunk's converted records and returns, for each, the final record or a
-    FieldError: a step that is cheaper in batches (tokenizing). Rows still fail in input order.
+    FieldError: a step that is cheaper in batches (tokenizing). It runs in `workers` forked
+    processes (default: one per usable core; 0: in this process). Rows still fail in input order.
     """
     inputs, kept = list(inputs), 0
-    for source, results in _converted_chunks(inputs, convert, stats, finalize):
+    for source, results in _converted_chunks(inputs, convert, stats, finalize, workers):
         for line, row, result in results:
             if isinstance(result, RowError):
                 reject(result, stats, skip_invalid)
@@ -160,26 +162,98 @@ def stream_located(inputs: Iterable[str], convert: Callable[[dict], Any], stats:
 
 
 def _converted_chunks(inputs: list[str], convert: Callable[[dict], Any], stats: Stats,
-                      finalize: Callable[[list[Any]], list[Any]] | None) -> Iterator[tuple[str, list]]:
+                      finalize: Callable[[list[Any]], list[Any]] | None,
+                      workers: int | None) -> Iterator[tuple[str, list]]:
     """(source, [(line, row, record or RowError or Drop)]) of each chunk, in input order.
 
-    `finalize` runs in a second thread, one chunk behind the reading and converting of the
-    next: a fast tokenizer releases the interpreter while it encodes, so both cores work.
+    With `workers`, `finalize` runs in forked processes a few chunks ahead of the reading and
+    converting here: the step is Python (rendering) as much as tokenizing, so threads would
+    queue on the interpreter lock. Only the records travel; the raw rows stay here.
     """
-    with ThreadPoolExecutor(max_workers=1) as finalizer:
-        pending = None
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    pool = _FinalizerPool(finalize, workers) if finalize is not None and workers > 0 else None
+    try:
         for source in inputs:
             for chunk in chunks(read_objects(source, stats)):
                 results = [(line, row, row if isinstance(row, RowError) else _convert(convert, row, str(source), line))
                            for line, row in chunk]
-                if finalize is None:
+                if pool is not None:
+                    yield from pool.submit(str(source), results)
+                elif finalize is not None:
+                    usable = _usable(results)
+                    yield str(source), _with_finals(str(source), results, usable, finalize([results[i][2] for i in usable]))
+                else:
                     yield str(source), results
-                    continue
-                if pending is not None:
-                    yield pending[0], pending[1].result()
-                pending = str(source), finalizer.submit(_finalized, results, finalize, str(source))
-        if pending is not None:
-            yield pending[0], pending[1].result()
+        if pool is not None:
+            yield from pool.drain()
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _usable(results: list[tuple[int, Any, Any]]) -> list[int]:
+    """Indices of the chunk's converted records (not its RowErrors or Drops)."""
+    return [i for i, (_, _, result) in enumerate(results) if not isinstance(result, (RowError, Drop))]
+
+
+def _with_finals(source: str, results: list[tuple[int, Any, Any]], usable: list[int], finals: list[Any]) -> list:
+    """`results` with each usable record replaced by its final record, or by its located RowError."""
+    for i, final in zip(usable, finals, strict=True):
+        line, row, _ = results[i]
+        if isinstance(final, FieldError):
+            final = RowError(source, line, final.field, final.reason, raw=row)
+        results[i] = (line, row, final)
+    return results
+
+
+class _FinalizerPool:
+    """Processes forked from this one running `finalize` on chunks; chunks come back in the order they went.
+
+    Every process is forked at once, before the reading starts a thread here (a progress
+    bar's), and each tokenizes on one thread: the pool, not the tokenizer, spreads over the cores.
+    """
+
+    def __init__(self, finalize: Callable[[list[Any]], list[Any]], workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.ahead = 2 * workers  # chunks in flight: every process busy, few chunks in memory
+        self.pending: deque = deque()
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                        initializer=_start_finalizer, initargs=(finalize,))
+        self.pool.submit(int).result()  # a fork pool starts all its processes at the first task
+
+    def submit(self, source: str, results: list[tuple[int, Any, Any]]) -> Iterator[tuple[str, list]]:
+        """Send a chunk out; yield the chunks that must come back to keep `ahead` in flight."""
+        usable = _usable(results)
+        self.pending.append((source, results, usable, self.pool.submit(_finalize_here, [results[i][2] for i in usable])))
+        while len(self.pending) > self.ahead:
+            yield self._next()
+
+    def drain(self) -> Iterator[tuple[str, list]]:
+        while self.pending:
+            yield self._next()
+
+    def _next(self) -> tuple[str, list]:
+        source, results, usable, future = self.pending.popleft()
+        return source, _with_finals(source, results, usable, future.result())
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+_FINALIZE: Callable[[list[Any]], list[Any]] | None = None  # in a pool's process: the `finalize` it runs
+
+
+def _start_finalizer(finalize: Callable[[list[Any]], list[Any]]) -> None:
+    global _FINALIZE
+    _FINALIZE = finalize
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per process; the pool has one per core
+
+
+def _finalize_here(records: list[Any]) -> list[Any]:
+    return _FINALIZE(records)
 
 
 def _convert(convert: Callable[[dict], Any], row: dict, source: str, line: int) -> Any:
@@ -188,17 +262,6 @@ def _convert(convert: Callable[[dict], Any], row: dict, source: str, line: int) 
         return convert(row)
     except FieldError as err:
         return RowError(source, line, err.field, err.reason, raw=row)
-
-
-def _finalized(results: list[tuple[int, Any, Any]], finalize: Callable[[list[Any]], list[Any]],
-               source: str) -> list[tuple[int, Any, Any]]:
-    usable = [i for i, (_, _, result) in enumerate(results) if not isinstance(result, (RowError, Drop))]
-    for i, final in zip(usable, finalize([results[i][2] for i in usable]), strict=True):
-        line, row, _ = results[i]
-        if isinstance(final, FieldError):
-            final = RowError(source, line, final.field, final.reason, raw=row)
-        results[i] = (line, row, final)
-    return results
 
 
 def dedupe(records: Iterable[Any], key: Callable[[Any], Any], stats: Stats) -> Iterator[Any]:

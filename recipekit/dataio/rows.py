@@ -26,6 +26,9 @@ class FieldError(RecipekitError, ValueError):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self):  # so it crosses to and from a worker process (pickle would pass only the message)
+        return type(self), (self.field, self.reason)
+
 
 class RowError(RecipekitError, ValueError):
     """A bad row, located: file, line and field."""

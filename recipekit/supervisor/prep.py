@@ -6,8 +6,9 @@ judgement "<think>\\n…\\n</think>\\n{"label": …, "reason": …}". `id` and `
 the conversation for the scorer. With --tokenizer, a row longer than --max-tokens has its
 user text cut from the end (the retrieved document goes first) until it fits; the
 assistant text is never touched. Rows stream through in batches (one batched tokenizer
-call per batch, a few more for the rows to cut); only their labels and token counts stay
-in memory for the split and the oversampling.
+call per batch, a few more for the rows to cut), rendered and tokenized by one process per
+core (--workers); only their labels and token counts stay in memory for the split and the
+oversampling.
 
     python dataset_prep/prep_supervisor.py --input judged.jsonl \\
         --output data/supervisor/stage2_train.jsonl \\
@@ -122,7 +123,7 @@ def _token_counts(tokenizer, texts: list[str]) -> list[int]:
     encode = getattr(getattr(tokenizer, "backend_tokenizer", None), "encode_batch_fast", None)
     if encode is None:
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return [len(encoding.ids) for encoding in encode(texts, add_special_tokens=False)]
+    return [len(encoding) for encoding in encode(texts, add_special_tokens=False)]
 
 
 def _estimated_cut(text: str, offsets: list[tuple[int, int]], user: str, excess: int) -> int:
@@ -228,7 +229,7 @@ def clip_batch(records: list[dict[str, Any]], tokenizer, max_tokens: int) -> lis
     """
     texts = [render(tokenizer, messages_of(r)) for r in records]
     encoded = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-    lengths = [len(encoding.ids) for encoding in encoded]
+    lengths = [len(encoding) for encoding in encoded]
     results: list[Any] = [(r, n, False) for r, n in zip(records, lengths)]
     users = {i: _user_turn(records[i])["value"] for i, n in enumerate(lengths) if n > max_tokens}
     if not users:
@@ -287,10 +288,14 @@ def main(argv: list[str] | None = None) -> int:
                           help="hold out exactly N rows of each label, e.g. the card's correct=52,incorrect=147")
     parser.add_argument("--test-output", type=Path, help="JSONL file of the held-out rows")
     parser.add_argument("--balance", action="store_true", help="oversample the minority label in the training split")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="processes that render and tokenize for --tokenizer (default: one per usable core; 0: this one)")
     args = parser.parse_args(argv)
     check_model_args(args, "tokenizer")
     if (args.split_test is None and args.test_counts is None) != (args.test_output is None):
         parser.error("--test-output goes with --split-test or --test-counts")
+    if args.workers is not None and args.workers < 0:
+        parser.error("--workers must be 0 or more")
     if args.test_counts is not None:
         try:
             args.test_counts = parse_class_counts(args.test_counts, LABELS)
@@ -306,12 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         return _from_conversation(row) if "conversations" in row else _from_fields(row, args.system)
 
-    def clip(records: list[dict[str, Any]]) -> list[tuple[dict, int | None, bool] | FieldError]:
-        return clip_batch(records, tokenizer, args.max_tokens) if tokenizer else [(r, None, False) for r in records]
+    def clip(records: list[dict[str, Any]]) -> list[tuple[dict, int, bool] | FieldError]:
+        return clip_batch(records, tokenizer, args.max_tokens)
+
+    def uncounted(row: dict[str, Any]) -> tuple[dict[str, Any], None, bool]:
+        return convert(row), None, False
 
     # The records wait on disk; the split and the oversampling choose among indices by label.
     spool, labels, lengths = Spool(), [], array("q")
-    for record, length, clipped in stream(args.input, convert, stats, args.skip_invalid, finalize=clip):
+    converted = stream(args.input, convert, stats, args.skip_invalid, finalize=clip, workers=args.workers) if tokenizer \
+        else stream(args.input, uncounted, stats, args.skip_invalid)
+    for record, length, clipped in converted:
         spool.append(record)
         labels.append(record["label"])
         stats.clipped += clipped

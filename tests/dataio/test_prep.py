@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from transformers import AutoTokenizer
 
 from recipekit.backfill import prep as backfill
 from recipekit.chatbot import prep as bitext
-from recipekit.dataio.prep_runner import Spool
-from recipekit.dataio.rows import source_split
+from recipekit.dataio import prep_runner
+from recipekit.dataio.prep_runner import Spool, Stats, stream_located
+from recipekit.dataio.rows import FieldError, source_split
 from recipekit.reward import prep as preference
 from recipekit.sppo import prompts as sppo_prompts
 from recipekit.supervisor import prep as supervisor
@@ -210,6 +212,43 @@ def test_supervisor_clip_batch_cuts_where_one_more_character_would_not_fit(tiny_
                       *record["conversations"][2:]]
             assert token_length(tokenizer, to_messages(longer)) > limit
     assert all(not cut for _, _, cut in supervisor.clip_batch(records[:3], tokenizer, 100_000))
+
+
+def _tag_with_pid(records):
+    """A finalize step: each record with the process that finalized it; every seventh one refused."""
+    return [FieldError("n", "refused") if r["n"] % 7 == 3 else {**r, "pid": os.getpid()} for r in records]
+
+
+def test_finalize_in_worker_processes_keeps_the_input_order_and_the_rejects_lines(tmp_path, monkeypatch):
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(60)), encoding="utf-8")
+    chunked = prep_runner.chunks
+    monkeypatch.setattr(prep_runner, "chunks", lambda items: chunked(items, 4))  # 15 chunks, several in flight
+
+    def run(workers):
+        stats = Stats()
+        kept = list(stream_located([str(source)], dict, stats, True, finalize=_tag_with_pid, workers=workers))
+        return kept, [(r["line"], r["field"], r["reason"]) for r in stats.rejects]
+
+    here, here_rejects = run(0)
+    pooled, pooled_rejects = run(2)
+    assert [(line, r["n"]) for _, line, r in pooled] == [(line, r["n"]) for _, line, r in here]
+    assert [r["n"] for _, _, r in here] == [n for n in range(60) if n % 7 != 3]
+    assert pooled_rejects == here_rejects == [(n + 1, "n", "refused") for n in range(60) if n % 7 == 3]
+    assert {r["pid"] for _, _, r in here} == {os.getpid()}
+    pids = {r["pid"] for _, _, r in pooled}  # which of the two takes a chunk is the scheduler's choice
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+
+
+def test_supervisor_clipping_in_worker_processes_writes_the_same_files(tmp_path, tiny_model, capsys):
+    outputs = {}
+    for workers in ("0", "2"):
+        out, held = tmp_path / f"train-{workers}.jsonl", tmp_path / f"test-{workers}.jsonl"
+        _run(supervisor, "--input", RAW / "supervisor_judged.jsonl", "--output", out, "--tokenizer", tiny_model("gemma4"),
+             "--max-tokens", 180, "--split-test", 2, "--test-output", held, "--workers", workers)
+        summary = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("rows out")]  # names files
+        outputs[workers] = out.read_bytes(), held.read_bytes(), summary
+    assert outputs["0"] == outputs["2"] and "clipped: 150" in outputs["0"][2]
 
 
 def test_supervisor_rejects_a_row_that_cannot_fit(tmp_path, tiny_model, capsys):
