@@ -30,6 +30,10 @@ settings, inputs and outputs, so a finished iteration is never trained again; it
 generation, ranking and judging where they stopped, and training from the last checkpoint
 it saved.
 
+Training over several GPUs: `--launcher torchrun --launcher-args "--nproc_per_node 8"`, or
+the default accelerate launcher with your `accelerate config`; a DeepSpeed or FSDP2 launcher
+config of recipes/launch/ goes in with --override (e.g. deepspeed=recipes/launch/zero3.json).
+
 Generation over several GPUs (recipekit/generation/shards.py): `--replicas N` starts N workers for each
 iteration's generate stage and merges their files, then ranks and trains as above. By hand:
 every process runs the same command with `--shard I/N` (it generates shard I of the first
@@ -40,6 +44,7 @@ iteration not generated yet, into OUT/iter_K/shards/, and stops), then one run w
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +298,13 @@ def training_config(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, An
     return apply_overrides(recipe, overrides)
 
 
+def launch_options(args) -> list[str]:
+    """`axolotl train` options of --launcher and --launcher-args."""
+    launcher = args.launcher or ("python" if args.cpu else "accelerate")
+    extra = shlex.split(args.launcher_args)
+    return ["--launcher", launcher, *(["--", *extra] if extra else [])]
+
+
 def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
     config = training_config(args, it, recipe)
     inputs = [it.pairs, it.start_model]
@@ -306,7 +318,7 @@ def stage_train(args, it: Iteration, recipe: dict[str, Any]) -> dict[str, Any]:
     it.train_dir.mkdir(parents=True, exist_ok=True)
     config_path = dump_config(config, it.train_dir / f"{Path(args.recipe).stem}.iter{it.number}.yml", source=args.recipe)
     log_path = it.train_dir / "axolotl_train.log"
-    output = run_axolotl("train", config_path, log_path, echo=True, error=StageError)
+    output = run_axolotl("train", config_path, log_path, options=launch_options(args), echo=True, error=StageError)
     _, losses = check_training(output, it.checkpoint, log_path, f"iter {it.number}: axolotl train", StageError)
     stats = {"config": str(config_path), "log": str(log_path), "logged_steps": len(losses),
              "first_loss": losses[0], "final_loss": losses[-1]}
@@ -477,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--cpu", action="store_true",
                           help="CPU switches and a few-step run (tests and demos with a tiny model)")
     training.add_argument("--cpu-steps", type=int, default=3, help="training steps per iteration with --cpu")
+    training.add_argument("--launcher", choices=("accelerate", "torchrun", "python"),
+                          help="how `axolotl train` starts its processes (default: accelerate, as your `accelerate "
+                               "config` says; with --cpu: python, this one process)")
+    training.add_argument("--launcher-args", default="", metavar="ARGS",
+                          help='the launcher\'s own arguments, one string, e.g. "--nproc_per_node 8"')
     return parser
 
 
@@ -488,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--k must be at least 2: a pair needs two responses")
     if args.max_prompt_tokens < 0:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
+    if args.launcher_args and launch_options(args)[1] == "python":
+        parser.error("--launcher-args needs --launcher accelerate or torchrun (python starts no other process)")
     if args.alpaca_reference and not args.alpaca_eval:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
     check_model_args(args, "ranker_model", "alpaca_judge_model")

@@ -220,9 +220,10 @@ def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_f
     first_markers = {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()}
     trained, run_axolotl = [], driver.run_axolotl
     monkeypatch.setattr(driver, "run_axolotl",
-                        lambda command, config, log, **kw: trained.append(config) or run_axolotl(command, config, log, **kw))
+                        lambda command, config, log, **kw: trained.append((config, kw["options"]))
+                        or run_axolotl(command, config, log, **kw))
     assert driver.main(argv) == 0
-    assert [config.parent.parent.name for config in trained] == ["iter_2"]
+    assert [(config.parent.parent.name, options) for config, options in trained] == [("iter_2", ["--launcher", "python"])]
     assert {p.name: p.stat().st_mtime_ns for p in (iteration["dir"] / ".stages").iterdir()} == first_markers
 
     log = (out / "iter_2" / "train" / "axolotl_train.log").read_text(encoding="utf-8")
@@ -232,6 +233,24 @@ def test_a_crash_mid_training_resumes_from_the_checkpoint_and_never_retrains_a_f
     assert curves["loss"]["step"] == list(range(1, STEPS + 1))
     assert curves["loss"]["value"][:step] == [r["loss"] for r in before["log_history"] if "loss" in r]
     assert (checkpoints / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("extra", "options"), [
+    ([], ["--launcher", "accelerate"]),
+    (["--cpu"], ["--launcher", "python"]),
+    (["--launcher", "torchrun", "--launcher-args", "--nproc_per_node 8 --standalone"],
+     ["--launcher", "torchrun", "--", "--nproc_per_node", "8", "--standalone"]),
+], ids=["default", "cpu", "torchrun"])
+def test_the_launcher_and_its_arguments_reach_axolotl_train(extra, options):
+    args = driver.build_parser().parse_args(["--out", "out", "--prompts", str(PROMPTS), *extra])
+    assert driver.launch_options(args) == options
+
+
+def test_launcher_arguments_without_a_launcher_process_are_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        driver.main(["--out", str(tmp_path), "--prompts", str(PROMPTS), "--cpu", "--launcher-args", "--nproc_per_node 2"])
+    assert exit_info.value.code == 2 and "--launcher-args needs --launcher accelerate or torchrun" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_training_resumes_a_checkpoint_directory_only_if_it_was_started_with_the_same_config(
