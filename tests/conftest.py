@@ -56,12 +56,18 @@ _WARM: dict[str, object] = {}
 
 
 def pytest_collection_finish(session):
-    """In every process that runs tests, some of them marked `train`: a server that has imported
-    Axolotl's stack, which each `run_axolotl` command of this process forks from (about 12 s of
-    imports saved per run). Commands a test builds itself (a run it kills) and those of child
-    processes start cold."""
+    """In every process that runs tests: what the test modules imported is frozen out of the
+    garbage collector's reach, and, if some tests are marked `train`, a server that has imported
+    Axolotl's stack starts, which each `run_axolotl` command of this process forks from (about
+    12 s of imports saved per run). Commands a test builds itself (a run it kills) and those of
+    child processes start cold."""
     if _WORKER is None and session.config.getoption("numprocesses", None):
         return  # the xdist controller runs no test
+    import gc
+
+    # Axolotl's sample packing calls gc.collect() for every packing it draws, and its trainer
+    # around every run: each would walk the whole torch and transformers import, 0.3 s a call.
+    gc.freeze()
     if not any(item.get_closest_marker("train") for item in session.items):
         return  # e.g. `-m "not train"`: nothing to fork
     import sys
