@@ -32,7 +32,7 @@ from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
 from recipekit.training.cpu_overrides import short_run_overrides
 from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
-from recipekit.training.runner import axolotl_command, check_training, launch_options, run_axolotl
+from recipekit.training.runner import check_training, launch_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
@@ -173,7 +173,7 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     run = {"cwd": workdir, "env": offline_env(), "timeout": AXOLOTL_TIMEOUT, "error": SmokeError}
     # One process trains inside the `axolotl` process itself: the default launcher would start
     # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
-    # stays covered by kill_after_checkpoint and tests/training/test_launch.py.
+    # stays covered by tests/training/test_launch.py.
     options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
         run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", **run)
@@ -186,15 +186,23 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
 
 
 def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any], step: int) -> int:
-    """`axolotl train` as train_with_overrides runs it, SIGKILLed once it has saved a complete
-    checkpoint at `step` or later; returns the step of its last complete checkpoint."""
+    """`axolotl train` as train_with_overrides runs it, killed (SIGKILL, by its own hand: see
+    recipekit/testing/crash.py) right after it saved the checkpoint of `step`; returns that step."""
+    from recipekit.testing.crash import CRASH_PLUGIN, CRASH_STEP_VAR
+
     recipe, workdir = Path(recipe), Path(workdir)
-    config, config_path = write_run_config(recipe, workdir, overrides)
-    output_dir = Path(config["output_dir"])
-    command, env = axolotl_command("train", config_path, env=offline_env())
-    kill_when(command, lambda: max(complete_checkpoints(output_dir), default=0) >= step, cwd=workdir, env=env,
-              log_path=workdir / "axolotl_killed.log")
-    return max(complete_checkpoints(output_dir))
+    plugins = [*(apply_overrides(load_recipe(recipe), overrides).get("plugins") or []), CRASH_PLUGIN]
+    config, config_path = write_run_config(recipe, workdir, {**overrides, "plugins": plugins})
+    log_path = workdir / "axolotl_killed.log"
+    try:
+        run_axolotl("train", config_path, log_path, options=["--launcher", "python"], cwd=workdir,
+                    env={**offline_env(), CRASH_STEP_VAR: str(step)}, timeout=AXOLOTL_TIMEOUT, error=SmokeError)
+    except SmokeError as err:
+        if f"exited {-signal.SIGKILL}" not in str(err):
+            raise
+    else:
+        raise SmokeError(f"{config_path}: the run finished instead of crashing after step {step}; log {log_path}")
+    return max(complete_checkpoints(Path(config["output_dir"])))
 
 
 def smoke_train(

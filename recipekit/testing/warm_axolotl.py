@@ -213,7 +213,12 @@ def run(path: str, argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # passed on, as a shell would
         signal.signal(sig, lambda signum, _frame: os.kill(answer["pid"], signum))
     result, _ = _receive(conn)
-    return 1 if result is None else int(result["status"])
+    status = 1 if result is None else int(result["status"])
+    if status < 0:  # the run died of a signal: so does this process, so its parent sees what a cold run shows
+        if -status not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """A run killed after a saved step and run again ends with the weights of an uninterrupted run.
 
 Each case trains the recipe's tiny model twice through the real `axolotl train` on CPU:
-once straight through, once SIGKILLed as soon as a checkpoint at step 2 or later is saved
-and then started again with the same output directory, which the recipe's
-`auto_resume_from_checkpoints` turns into a resume. Float32 on CPU is deterministic, so
+once straight through, once SIGKILLed right after it saved the checkpoint of step 2 (by its
+own hand, recipekit/testing/crash.py, so the crash point is exact) and then started again
+with the same output directory, which the recipe's `auto_resume_from_checkpoints` turns into
+a resume. Float32 on CPU is deterministic, so
 the resumed run must reproduce every step: the same losses and the same final weights (the
 two runs start alike because the manifest plugin seeds before the adapter is drawn). The
 learning rate is raised so that every step moves the weights well beyond the tolerance.
