@@ -76,6 +76,13 @@ def pytest_collection_finish(session):
 
     socket_path = _OWN_TMP / "warm-axolotl.sock"
     _OWN_TMP.mkdir(parents=True, exist_ok=True)
+    # torchrun starts each rank with PYTHON_EXEC: this client, so ranks fork from the server too.
+    # Set before the server starts, so that both see the same environment.
+    python_exec = _OWN_TMP / "python-warm"
+    python_exec.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl "{socket_path}" '
+                           f'--python "$@"\n', encoding="utf-8")
+    python_exec.chmod(0o755)
+    os.environ["PYTHON_EXEC"] = str(python_exec)
     with open(_OWN_TMP / "warm-axolotl.log", "w", encoding="utf-8") as log:
         _WARM["server"] = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(socket_path)],
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

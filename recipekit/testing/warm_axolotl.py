@@ -4,11 +4,13 @@ A test session starts dozens of tiny `axolotl train` runs, and each spends about
 importing torch, transformers, TRL, PEFT and Axolotl before its first step. A warm server
 imports them once; every run is then a fork of it that calls Axolotl's own CLI entry point
 (`axolotl.cli.main:main`, what the `axolotl` script runs) with the run's arguments, working
-directory, environment and standard streams. A child launched with `--launcher torchrun` or
-`accelerate` still starts its ranks as fresh processes, as on a cluster.
+directory, environment and standard streams. It also runs `python [-u] -m MODULE ARGS...`,
+the command torchrun starts each rank with: pointed at the client by torchrun's PYTHON_EXEC,
+the ranks of a `--launcher torchrun` run fork from the server too.
 
-    python -m recipekit.testing.warm_axolotl serve SOCKET            # the server
-    python -m recipekit.testing.warm_axolotl SOCKET AXOLOTL ARGS...  # one run, as `AXOLOTL ARGS...`
+    python -m recipekit.testing.warm_axolotl serve SOCKET                  # the server
+    python -m recipekit.testing.warm_axolotl SOCKET AXOLOTL ARGS...        # one run, as `AXOLOTL ARGS...`
+    python -m recipekit.testing.warm_axolotl SOCKET --python -m MODULE ... # one run, as `python -m MODULE ...`
 
 The client passes its own stdin, stdout and stderr, exits with the run's status, and when it is
 killed the server kills the run too. It runs AXOLOTL ARGS itself when no server answers, or when
@@ -32,6 +34,8 @@ from recipekit.cli import exit_status
 # a run whose values differ must start from scratch.
 IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "DATASETS", "TOKENIZERS", "XDG_", "TORCH", "PYTHON",
                         "TRITON", "AXOLOTL", "DO_NOT_TRACK", "NUMBA", "WANDB", "ACCELERATE", "CUDA", "KMP_", "OMP_")
+# What torchrun sets for each rank under those prefixes: read when the rank starts its process group, not at import.
+RANK_RUNTIME_PREFIXES = ("TORCHELASTIC_", "TORCH_NCCL_")
 SERVER_START_TIMEOUT = 300  # seconds a client waits for the server's socket before running cold
 _HEADER = struct.Struct("!I")
 
@@ -39,7 +43,7 @@ _HEADER = struct.Struct("!I")
 def _differing(env: dict[str, str], started: dict[str, str], imported_env: dict[str, dict[str, str | None]]) -> list[str]:
     """The import-time variables of `env` that differ from the server's environment, counting a
     value that importing the stack sets (a run's parent may have imported it too) as the same."""
-    keys = {k for k in (*env, *started) if k.startswith(IMPORT_TIME_PREFIXES)}
+    keys = {k for k in (*env, *started) if k.startswith(IMPORT_TIME_PREFIXES) and not k.startswith(RANK_RUNTIME_PREFIXES)}
     return sorted(k for k in keys if env.get(k) != started.get(k)
                   and not (k in imported_env and env.get(k) == imported_env[k]["after"]))
 
@@ -89,15 +93,8 @@ def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, 
                 os.environ[key] = value["after"]
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.argv = request["argv"]
-        # __main__ as the `axolotl` script's: click names the program after it, and a spawned
-        # worker process re-runs it, as in a cold run
-        script = sys.modules["__main__"]
-        script.__file__, script.__spec__, script.__package__ = request["argv"][0], None, None
-        from axolotl.cli.main import main
-
         try:
-            code = main() or 0
+            code = _run_module(request["argv"]) if request.get("python") else _run_axolotl(request["argv"])
         except SystemExit as exit_:
             code = exit_status(exit_.code)
     except BaseException:  # the run's own crash, reported as the interpreter would
@@ -111,6 +108,40 @@ def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, 
             except Exception:  # a closed stream at exit has nothing left to say
                 pass
         os._exit(code)
+
+
+def _run_axolotl(argv: list[str]) -> int:
+    sys.argv = argv
+    # __main__ as the `axolotl` script's: click names the program after it, and a spawned
+    # worker process re-runs it, as in a cold run
+    script = sys.modules["__main__"]
+    script.__file__, script.__spec__, script.__package__ = argv[0], None, None
+    from axolotl.cli.main import main
+
+    return main() or 0
+
+
+def _python_module(args: list[str]) -> tuple[str, list[str], bool] | None:
+    """(module, its arguments, unbuffered) of the interpreter arguments `[-u] -m MODULE ...`; None for any other form."""
+    unbuffered = args[:1] == ["-u"]
+    rest = args[1:] if unbuffered else args
+    if len(rest) < 2 or rest[0] != "-m":
+        return None
+    return rest[1], rest[2:], unbuffered
+
+
+def _run_module(args: list[str]) -> int:
+    """`python [-u] -m MODULE ARGS...` in this process, as the interpreter runs it."""
+    import runpy
+
+    module, module_args, unbuffered = _python_module(args)
+    if unbuffered:
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(write_through=True)
+    sys.argv = ["-m", *module_args]  # runpy puts the module's file in sys.argv[0]
+    sys.path.insert(0, os.getcwd())  # as `python -m` does
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return 0
 
 
 # Imported by the server beyond the CLI: what every run would import on its first step.
@@ -165,7 +196,8 @@ def serve(path: str) -> None:
             if conn is listener:
                 client, _ = listener.accept()
                 request, fds = _receive(client, with_fds=3)
-                differing = None if request is None or broken else _differing(request["env"], before, imported_env)
+                differing = None if request is None or broken or (request.get("python") and _python_module(
+                    request["argv"]) is None) else _differing(request["env"], before, imported_env)
                 if differing is None or differing:
                     print(f"warm_axolotl: run cold, environment differs in {differing}", file=sys.stderr, flush=True)
                     _send(client, {"accepted": False})
@@ -196,20 +228,21 @@ def serve(path: str) -> None:
 
 # --- client ---
 
-def run(path: str, argv: list[str]) -> int:
-    """`argv` through the server at `path`, or on its own when the server cannot take it."""
+def run(path: str, argv: list[str], python: bool = False) -> int:
+    """`argv` through the server at `path`, or on its own when the server cannot take it;
+    with `python`, `argv` are the arguments of this interpreter."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(path)
-        _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+        _send(conn, {"argv": argv, "python": python, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
         answer, _ = _receive(conn)
     except OSError:
         answer = None
-    if not answer or not answer.get("accepted"):
-        os.execv(argv[0], argv)  # cold: this process becomes the run
+    if not answer or not answer.get("accepted"):  # cold: this process becomes the run
+        os.execv(sys.executable, [sys.executable, *argv]) if python else os.execv(argv[0], argv)
     for sig in (signal.SIGTERM, signal.SIGINT):  # passed on, as a shell would
         signal.signal(sig, lambda signum, _frame: os.kill(answer["pid"], signum))
     result, _ = _receive(conn)
@@ -226,9 +259,11 @@ def main(args: list[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "serve":
         serve(args[1])
         return 0
-    if len(args) < 2:
+    if len(args) < 2 or args[1:] == ["--python"]:
         print(__doc__, file=sys.stderr)
         return 2
+    if args[1] == "--python":
+        return run(args[0], args[2:], python=True)
     return run(args[0], args[1:])
 
 

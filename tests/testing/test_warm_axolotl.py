@@ -1,6 +1,6 @@
 """recipekit/testing/warm_axolotl.py: a run forked from the warm server is the `axolotl` command it
-stands for (output, exit status), a run whose environment differs starts cold, and killing the
-client kills the run."""
+stands for (output, exit status), so is a `python -m MODULE` run (torchrun's rank command), a run
+whose environment differs starts cold, and killing the client kills the run."""
 
 from __future__ import annotations
 
@@ -52,10 +52,32 @@ def test_a_warm_run_is_the_command_it_stands_for(server):
     assert _served(server) == 0
 
 
+def _python(server, *args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), "--python", *args],
+                          env=offline_env(), capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_a_python_module_run_is_the_interpreters_and_other_forms_run_cold(server, tmp_path):
+    data = tmp_path / "in.json"
+    data.write_text('{"b": 1, "a": [2]}', encoding="utf-8")
+    (tmp_path / "crashes.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", encoding="utf-8")
+    turned_away = _served(server)
+    for args in (["-u", "-m", "json.tool", "--sort-keys", str(data)], ["-m", "json.tool", "--no-such-flag"],
+                 ["-m", "crashes"]):  # a module of the working directory, as `python -m` finds it
+        cold = subprocess.run([sys.executable, *args], cwd=tmp_path, env=offline_env(), capture_output=True, text=True,
+                              timeout=600)
+        warm = _python(server, *args, cwd=tmp_path)
+        assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), args
+    assert cold.returncode == -signal.SIGKILL and _served(server) == turned_away
+    done = _python(server, "-c", "print(6 * 7)")  # not `-m MODULE`: this client runs it itself
+    assert done.stdout == "42\n" and _served(server) == turned_away + 1
+
+
 def test_a_run_whose_environment_differs_at_import_time_starts_cold(server, tmp_path):
+    turned_away = _served(server)
     done = _client(server, "--help", env={**offline_env(), "HF_HOME": str(tmp_path / "elsewhere")})
     assert done.returncode == 0 and "Usage" in done.stdout
-    assert _served(server) == 1
+    assert _served(server) == turned_away + 1
 
 
 @pytest.mark.train
