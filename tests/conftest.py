@@ -59,8 +59,9 @@ def pytest_collection_finish(session):
     """In every process that runs tests: what the test modules imported is frozen out of the
     garbage collector's reach, and, if some tests are marked `train`, a server that has imported
     Axolotl's stack starts, which each `run_axolotl` command of this process forks from (about
-    12 s of imports saved per run). Commands a test builds itself (a run it kills) and those of
-    child processes start cold."""
+    12 s of imports saved per run), and so does each rank a torchrun of such a run starts
+    (PYTHON_EXEC). Commands a test builds itself (a process group it kills from outside) and the
+    other commands of child processes start cold."""
     if _WORKER is None and session.config.getoption("numprocesses", None):
         return  # the xdist controller runs no test
     import gc

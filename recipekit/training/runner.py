@@ -23,7 +23,8 @@ _LOG_DICT = re.compile(r"\{'(?:loss|train_loss)'.*?\}")
 ERROR_TAIL_LINES = 40
 # Put before every `run_axolotl` command line; empty here. The test session puts the client of
 # recipekit/testing/warm_axolotl.py there, which forks each run from an interpreter that has
-# imported Axolotl already. Commands built with `axolotl_command` alone (a run a test kills) never get it.
+# imported Axolotl already. Commands built with `axolotl_command` alone (a process group a test
+# kills from outside) never get it.
 RUN_PREFIX: list[str] = []
 
 
