@@ -176,21 +176,20 @@ def _tree(root: int) -> list[int]:
 
 
 def _pss(pid: int) -> int:
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:  # exited, or not ours to read
-        return 0
-    match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
-    return int(match.group(1)) * 1024 if match else 0
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss") * 1024
 
 
 def _status_kb(pid: int, key: str) -> int:
-    """A kB figure of /proc/PID/status; 0 once the process has exited."""
+    return _proc_kb(f"/proc/{pid}/status", key)
+
+
+def _proc_kb(path: str, key: str) -> int:
+    """The `KEY: N kB` figure of a /proc file; 0 once the process has exited (or is not ours to read)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        text = Path(path).read_text()
     except OSError:
         return 0
-    match = re.search(rf"^{key}:\s+(\d+) kB", status, re.M)
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
     return int(match.group(1)) if match else 0
 
 

@@ -223,7 +223,9 @@ class _FinalizerPool:
         self.pending: deque = deque()
         # What this process holds now (the imported tokenizer stack) leaves the collector's reach
         # until close(): no collection here or in a worker walks it, so no worker copies its pages
-        # (5 s of 57 at 200,000 supervisor rows on 2 cores).
+        # (5 s of 57 at 200,000 supervisor rows on 2 cores). A caller that froze objects itself
+        # keeps them frozen: close() only undoes a freeze this pool made.
+        self.unfreeze = gc.get_freeze_count() == 0
         gc.freeze()
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                         initializer=_start_finalizer, initargs=(finalize,))
@@ -246,7 +248,8 @@ class _FinalizerPool:
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
-        gc.unfreeze()
+        if self.unfreeze:
+            gc.unfreeze()
 
 
 _FINALIZE: Callable[[list[Any]], list[Any]] | None = None  # in a pool's process: the `finalize` it runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -238,6 +239,25 @@ def test_finalize_in_worker_processes_keeps_the_input_order_and_the_rejects_line
     assert {r["pid"] for _, _, r in here} == {os.getpid()}
     pids = {r["pid"] for _, _, r in pooled}  # which of the two takes a chunk is the scheduler's choice
     assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+
+
+def test_the_pool_undoes_only_its_own_gc_freeze(tmp_path):
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(10)), encoding="utf-8")
+
+    def run():
+        list(stream_located([str(source)], dict, Stats(), True, finalize=_tag_with_pid, workers=1))
+
+    gc.freeze()  # as tests/conftest.py does: the caller's own freeze stays
+    frozen = gc.get_freeze_count()
+    run()
+    assert gc.get_freeze_count() > frozen // 2 > 0  # less only what was freed meanwhile; unfrozen it is 0
+    gc.unfreeze()
+    try:
+        run()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.freeze()
 
 
 def test_supervisor_clipping_in_worker_processes_writes_the_same_files(tmp_path, tiny_model, capsys):
