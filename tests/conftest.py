@@ -59,9 +59,10 @@ def pytest_collection_finish(session):
     """In every process that runs tests: what the test modules imported is frozen out of the
     garbage collector's reach, and, if some tests are marked `train`, a server that has imported
     Axolotl's stack starts, which each `run_axolotl` command of this process forks from (about
-    12 s of imports saved per run), and so does each rank a torchrun of such a run starts
-    (PYTHON_EXEC). Commands a test builds itself (a process group it kills from outside) and the
-    other commands of child processes start cold."""
+    12 s of imports saved per run), and so do the launchers such a run starts (`accelerate
+    launch`, `torchrun`: stand-ins) and the ranks they start (PYTHON_EXEC). Commands a
+    test builds itself (a process group it kills from outside) and the other commands of child
+    processes start cold."""
     if _WORKER is None and session.config.getoption("numprocesses", None):
         return  # the xdist controller runs no test
     import gc
@@ -74,16 +75,23 @@ def pytest_collection_finish(session):
     import sys
 
     import recipekit.training.runner as runner
+    from recipekit.testing import warm_axolotl
 
     socket_path = _OWN_TMP / "warm-axolotl.sock"
     _OWN_TMP.mkdir(parents=True, exist_ok=True)
-    # torchrun starts each rank with PYTHON_EXEC: this client, so ranks fork from the server too.
-    # Set before the server starts, so that both see the same environment.
-    python_exec = _OWN_TMP / "python-warm"
-    python_exec.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl "{socket_path}" '
-                           f'--python "$@"\n', encoding="utf-8")
-    python_exec.chmod(0o755)
-    os.environ["PYTHON_EXEC"] = str(python_exec)
+    # Stand-ins that run their command through the server: Axolotl starts its launcher by name
+    # (the server puts them first on a run's PATH), and the launcher starts each process with
+    # PYTHON_EXEC (torchrun) or with its own interpreter (accelerate), which the server makes
+    # PYTHON_EXEC too. Set before the server starts, so that both see the same environment.
+    bin_dir = _OWN_TMP / "warm-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, python_args in {"python-warm": "", "accelerate": " -m accelerate.commands.accelerate_cli",
+                              "torchrun": " -m torch.distributed.run"}.items():
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl '
+                                    f'"{socket_path}" --python{python_args} "$@"\n', encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    os.environ["PYTHON_EXEC"] = str(bin_dir / "python-warm")
+    os.environ[warm_axolotl.STAND_INS_VAR] = str(bin_dir)
     with open(_OWN_TMP / "warm-axolotl.log", "w", encoding="utf-8") as log:
         _WARM["server"] = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(socket_path)],
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

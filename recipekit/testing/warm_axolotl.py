@@ -34,8 +34,11 @@ from recipekit.cli import exit_status
 # a run whose values differ must start from scratch.
 IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "DATASETS", "TOKENIZERS", "XDG_", "TORCH", "PYTHON",
                         "TRITON", "AXOLOTL", "DO_NOT_TRACK", "NUMBA", "WANDB", "ACCELERATE", "CUDA", "KMP_", "OMP_")
-# What torchrun sets for each rank under those prefixes: read when the rank starts its process group, not at import.
-RANK_RUNTIME_PREFIXES = ("TORCHELASTIC_", "TORCH_NCCL_")
+# What torchrun and accelerate launch set under those prefixes for the processes they start:
+# read when a process builds its process group or accelerate's state, not at import.
+LAUNCHED_RUNTIME_PREFIXES = ("TORCHELASTIC_", "TORCH_NCCL_", "ACCELERATE_")
+# A directory of stand-ins for commands (the launchers) that a run finds first on its PATH.
+STAND_INS_VAR = "WARM_AXOLOTL_BIN"
 SERVER_START_TIMEOUT = 300  # seconds a client waits for the server's socket before running cold
 _HEADER = struct.Struct("!I")
 
@@ -43,7 +46,7 @@ _HEADER = struct.Struct("!I")
 def _differing(env: dict[str, str], started: dict[str, str], imported_env: dict[str, dict[str, str | None]]) -> list[str]:
     """The import-time variables of `env` that differ from the server's environment, counting a
     value that importing the stack sets (a run's parent may have imported it too) as the same."""
-    keys = {k for k in (*env, *started) if k.startswith(IMPORT_TIME_PREFIXES) and not k.startswith(RANK_RUNTIME_PREFIXES)}
+    keys = {k for k in (*env, *started) if k.startswith(IMPORT_TIME_PREFIXES) and not k.startswith(LAUNCHED_RUNTIME_PREFIXES)}
     return sorted(k for k in keys if env.get(k) != started.get(k)
                   and not (k in imported_env and env.get(k) == imported_env[k]["after"]))
 
@@ -91,6 +94,9 @@ def _run_child(request: dict, fds: list[int], imported_env: dict[str, dict[str, 
         for key, value in imported_env.items():
             if key not in request["env"] or request["env"][key] == value["before"]:
                 os.environ[key] = value["after"]
+        stand_ins = os.environ.get(STAND_INS_VAR)
+        if stand_ins and not os.environ.get("PATH", "").startswith(stand_ins + os.pathsep):
+            os.environ["PATH"] = f"{stand_ins}{os.pathsep}{os.environ.get('PATH', '')}"
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
@@ -139,6 +145,9 @@ def _run_module(args: list[str]) -> int:
         for stream in (sys.stdout, sys.stderr):
             stream.reconfigure(write_through=True)
     sys.argv = ["-m", *module_args]  # runpy puts the module's file in sys.argv[0]
+    # the interpreter a launcher starts its processes with (accelerate: sys.executable) is the
+    # client when PYTHON_EXEC names it, so that they fork from the server as well
+    sys.executable = os.environ.get("PYTHON_EXEC", sys.executable)
     sys.path.insert(0, os.getcwd())  # as `python -m` does
     runpy.run_module(module, run_name="__main__", alter_sys=True)
     return 0

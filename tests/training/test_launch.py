@@ -155,29 +155,16 @@ def test_launch_readme_gives_the_fsdp2_flags_the_check_prints():
     assert flags in " ".join((LAUNCH_DIR / "README.md").read_text().replace("\\\n", " ").split())
 
 
-# Run in a child process: importing `axolotl.cli` configures logging with dictConfig, which closes every
-# logging handler of the process, pytest's own capture handlers included, for the rest of the session.
-_CLI_PROBE = """
-import json, sys
-import axolotl.cli.main as axolotl_main
-from axolotl.cli.config import _coerce_value
-from click.testing import CliRunner
-seen = {}
-axolotl_main.launch_training = lambda cfg_file, launcher, cloud, kwargs, launcher_args, use_exec: seen.update(
-    config=cfg_file, launcher=launcher, kwargs=kwargs, launcher_args=list(launcher_args))
-result = CliRunner().invoke(axolotl_main.cli, sys.argv[1:])
-seen["coerced"] = {key: _coerce_value(value) for key, value in seen.get("kwargs", {}).items()}
-sys.__stdout__.write(json.dumps({"exit_code": result.exit_code, "output": result.output, "seen": seen}))
-"""
-
-
 @pytest.fixture
 def axolotl_cli():
     """axolotl_cli(args) -> what `axolotl ARGS` would launch: its config options and launcher arguments."""
 
     def run(args):
-        done = subprocess.run([sys.executable, "-c", _CLI_PROBE, *args], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=600)
+        # PYTHON_EXEC: the warm server's client where the session has one (tests/conftest.py), a fork
+        # of the imported stack instead of seconds of imports
+        python = os.environ.get("PYTHON_EXEC", sys.executable)
+        done = subprocess.run([python, "-m", "recipekit.testing.axolotl_cli_probe", *args], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["exit_code"] == 0, result["output"]
