@@ -5,8 +5,9 @@ importing torch, transformers, TRL, PEFT and Axolotl before its first step. A wa
 imports them once; every run is then a fork of it that calls Axolotl's own CLI entry point
 (`axolotl.cli.main:main`, what the `axolotl` script runs) with the run's arguments, working
 directory, environment and standard streams. It also runs `python [-u] -m MODULE ARGS...`,
-the command torchrun starts each rank with: pointed at the client by torchrun's PYTHON_EXEC,
-the ranks of a `--launcher torchrun` run fork from the server too.
+the command torchrun and accelerate start each process with: with stand-ins for both
+launchers first on a run's PATH (STAND_INS_VAR) and the client as PYTHON_EXEC, the launchers
+of a `--launcher torchrun|accelerate` run and the processes they start fork from the server too.
 
     python -m recipekit.testing.warm_axolotl serve SOCKET                  # the server
     python -m recipekit.testing.warm_axolotl SOCKET AXOLOTL ARGS...        # one run, as `AXOLOTL ARGS...`

@@ -1,6 +1,7 @@
 """recipekit/testing/warm_axolotl.py: a run forked from the warm server is the `axolotl` command it
-stands for (output, exit status), so is a `python -m MODULE` run (torchrun's rank command), a run
-whose environment differs starts cold, and killing the client kills the run."""
+stands for (output, exit status), so is a `python -m MODULE` run (a launcher's process command),
+the process a launcher starts forks from the server too, a run whose environment differs starts
+cold, and killing the client kills the run."""
 
 from __future__ import annotations
 
@@ -16,17 +17,30 @@ import pytest
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.smoke import smoke_overrides, write_run_config
+from recipekit.testing.warm_axolotl import STAND_INS_VAR
 from recipekit.training.recipe_config import load_recipe
 
 AXOLOTL = str(Path(sys.executable).parent / "axolotl")
 
 
+def _env(server) -> dict[str, str]:
+    """The environment of the server and its clients: offline, PYTHON_EXEC its own client, one thread."""
+    env = {**offline_env(), "PYTHON_EXEC": str(server.with_name("python-warm")), "OMP_NUM_THREADS": "1"}
+    env.pop(STAND_INS_VAR, None)  # the session's
+    return env
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("warm") / "server.sock"
+    python_exec = path.with_name("python-warm")
+    python_exec.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl "{path}" --python "$@"\n',
+                           encoding="utf-8")
+    python_exec.chmod(0o755)
     log = open(path.with_suffix(".log"), "w", encoding="utf-8")
     process = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(path)],
-                               env=offline_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                               env=_env(path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    path.with_suffix(".pid").write_text(str(process.pid), encoding="utf-8")
     yield path
     process.kill()
     process.wait()
@@ -35,7 +49,7 @@ def server(tmp_path_factory):
 
 def _client(server, *args, env=None, **kwargs):
     return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, *args],
-                          env=env or offline_env(), capture_output=True, text=True, timeout=600, **kwargs)
+                          env=env or _env(server), capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def _served(server) -> int:
@@ -45,7 +59,7 @@ def _served(server) -> int:
 
 def test_a_warm_run_is_the_command_it_stands_for(server):
     for args in (["--help"], ["no-such-command"], ["preprocess", "--help"]):
-        cold = subprocess.run([AXOLOTL, *args], env=offline_env(), capture_output=True, text=True, timeout=600)
+        cold = subprocess.run([AXOLOTL, *args], env=_env(server), capture_output=True, text=True, timeout=600)
         warm = _client(server, *args)
         assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), args
         assert warm.stderr.splitlines()[-1:] == cold.stderr.splitlines()[-1:], args
@@ -54,7 +68,7 @@ def test_a_warm_run_is_the_command_it_stands_for(server):
 
 def _python(server, *args, **kwargs):
     return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), "--python", *args],
-                          env=offline_env(), capture_output=True, text=True, timeout=600, **kwargs)
+                          env=_env(server), capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def test_a_python_module_run_is_the_interpreters_and_other_forms_run_cold(server, tmp_path):
@@ -64,7 +78,7 @@ def test_a_python_module_run_is_the_interpreters_and_other_forms_run_cold(server
     turned_away = _served(server)
     for args in (["-u", "-m", "json.tool", "--sort-keys", str(data)], ["-m", "json.tool", "--no-such-flag"],
                  ["-m", "crashes"]):  # a module of the working directory, as `python -m` finds it
-        cold = subprocess.run([sys.executable, *args], cwd=tmp_path, env=offline_env(), capture_output=True, text=True,
+        cold = subprocess.run([sys.executable, *args], cwd=tmp_path, env=_env(server), capture_output=True, text=True,
                               timeout=600)
         warm = _python(server, *args, cwd=tmp_path)
         assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), args
@@ -75,9 +89,22 @@ def test_a_python_module_run_is_the_interpreters_and_other_forms_run_cold(server
 
 def test_a_run_whose_environment_differs_at_import_time_starts_cold(server, tmp_path):
     turned_away = _served(server)
-    done = _client(server, "--help", env={**offline_env(), "HF_HOME": str(tmp_path / "elsewhere")})
+    done = _client(server, "--help", env={**_env(server), "HF_HOME": str(tmp_path / "elsewhere")})
     assert done.returncode == 0 and "Usage" in done.stdout
     assert _served(server) == turned_away + 1
+
+
+def test_the_process_a_launcher_starts_forks_from_the_server_too(server, tmp_path):
+    """`accelerate launch` starts its process with its own interpreter, PYTHON_EXEC in a warm run, and
+    with ACCELERATE_* variables that are read at run time: both commands fork from the server."""
+    (tmp_path / "parent.py").write_text("import os\nprint(os.getppid())\n", encoding="utf-8")
+    turned_away = _served(server)
+    done = _python(server, "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "1",
+                   "-m", "parent", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # a fork of the server, not a child of the accelerate run
+    assert int(done.stdout.split()[-1]) == int(server.with_suffix(".pid").read_text())
+    assert _served(server) == turned_away
 
 
 @pytest.mark.train
@@ -87,7 +114,7 @@ def test_killing_the_client_kills_the_run(server, tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w", encoding="utf-8") as out:
         client = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, "train",
-                                   str(config_path), "--launcher", "python"], cwd=tmp_path, env=offline_env(),
+                                   str(config_path), "--launcher", "python"], cwd=tmp_path, env=_env(server),
                                   stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while "'loss'" not in log.read_text(encoding="utf-8"):  # training, 10,000 steps to go
