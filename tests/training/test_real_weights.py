@@ -5,7 +5,7 @@ one checks that the pipeline keeps a real language model speaking language. The 
 SmolLM2-135M-Instruct, shipped inside a PyPI wheel (recipekit.testing.pretrained). It is a
 Llama-architecture ChatML model, so it runs the Gemma 3 chatbot recipe (LoRA SFT on
 Bitext-style rows) with the usual CPU overrides plus its own chat template in place of
-Gemma 3's, whose turn tokens it lacks. Slow: a few minutes on two cores
+Gemma 3's, whose turn tokens it lacks. Slow: about a minute on two cores
 (deselect with -m "not real_weights").
 """
 
