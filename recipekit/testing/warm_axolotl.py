@@ -187,6 +187,19 @@ def _warm_up() -> None:
     gc.freeze()
 
 
+def _why_cold(request: dict | None, broken: bool, started: dict[str, str],
+              imported_env: dict[str, dict[str, str | None]]) -> str | None:
+    """Why the server turns `request` away (its client then runs it itself); None when it forks it."""
+    if request is None:
+        return "the request was cut short"
+    if broken:
+        return "the warm-up failed"
+    if request.get("python") and _python_module(request["argv"]) is None:
+        return "not `python [-u] -m MODULE`"
+    differing = _differing(request["env"], started, imported_env)
+    return f"environment differs in {differing}" if differing else None
+
+
 def serve(path: str) -> None:
     before = dict(os.environ)
     try:
@@ -209,10 +222,9 @@ def serve(path: str) -> None:
             if conn is listener:
                 client, _ = listener.accept()
                 request, fds = _receive(client, with_fds=3)
-                differing = None if request is None or broken or (request.get("python") and _python_module(
-                    request["argv"]) is None) else _differing(request["env"], before, imported_env)
-                if differing is None or differing:
-                    print(f"warm_axolotl: run cold, environment differs in {differing}", file=sys.stderr, flush=True)
+                cold = _why_cold(request, broken, before, imported_env)
+                if cold:
+                    print(f"warm_axolotl: run cold: {cold}", file=sys.stderr, flush=True)
                     _send(client, {"accepted": False})
                     for fd in fds:
                         os.close(fd)

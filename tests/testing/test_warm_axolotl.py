@@ -52,9 +52,13 @@ def _client(server, *args, env=None, **kwargs):
                           env=env or _env(server), capture_output=True, text=True, timeout=600, **kwargs)
 
 
+def _log(server) -> str:
+    return server.with_suffix(".log").read_text(encoding="utf-8")
+
+
 def _served(server) -> int:
     """How many runs the server turned away (ran cold) so far."""
-    return server.with_suffix(".log").read_text(encoding="utf-8").count("run cold")
+    return _log(server).count("run cold")
 
 
 def test_a_warm_run_is_the_command_it_stands_for(server):
@@ -85,6 +89,7 @@ def test_a_python_module_run_is_the_interpreters_and_other_forms_run_cold(server
     assert cold.returncode == -signal.SIGKILL and _served(server) == turned_away
     done = _python(server, "-c", "print(6 * 7)")  # not `-m MODULE`: this client runs it itself
     assert done.stdout == "42\n" and _served(server) == turned_away + 1
+    assert _log(server).endswith("run cold: not `python [-u] -m MODULE`\n")
 
 
 def test_a_run_whose_environment_differs_at_import_time_starts_cold(server, tmp_path):
@@ -92,6 +97,7 @@ def test_a_run_whose_environment_differs_at_import_time_starts_cold(server, tmp_
     done = _client(server, "--help", env={**_env(server), "HF_HOME": str(tmp_path / "elsewhere")})
     assert done.returncode == 0 and "Usage" in done.stdout
     assert _served(server) == turned_away + 1
+    assert _log(server).endswith("run cold: environment differs in ['HF_HOME']\n")
 
 
 def test_the_process_a_launcher_starts_forks_from_the_server_too(server, tmp_path):
@@ -141,7 +147,8 @@ def test_a_server_whose_warm_up_failed_turns_every_run_away_at_once(tmp_path):
         done = _client(path, "--help")
         assert done.returncode == 0 and "Usage: axolotl" in done.stdout  # run cold, well before the client's timeout
         assert time.monotonic() - start < 120
-        assert "no stack here" in (tmp_path / "server.log").read_text(encoding="utf-8")
+        log = (tmp_path / "server.log").read_text(encoding="utf-8")
+        assert "no stack here" in log and "run cold: the warm-up failed" in log
     finally:
         process.kill()
         process.wait()
