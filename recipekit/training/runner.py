@@ -44,12 +44,12 @@ def axolotl_command(command: str, config_path: Path, options: Sequence[str] = ()
 
 def run_axolotl(command: str, config_path: Path, log_path: Path, *, options: Sequence[str] = (),
                 cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float | None = None,
-                echo: bool = False, error: type[Exception] = AxolotlError) -> str:
+                echo: bool = False, error: type[Exception] = AxolotlError, expected_status: int = 0) -> str:
     """Run `axolotl COMMAND CONFIG [OPTIONS]`; return its output (stdout and stderr).
 
-    The output goes to `log_path` line by line as it comes (and to stdout with `echo`). A
-    non-zero exit, or a run still going after `timeout` seconds (then killed), raises `error`
-    (the caller's own error type) naming the log.
+    The output goes to `log_path` line by line as it comes (and to stdout with `echo`). An exit
+    status other than `expected_status` (a run meant to crash: -SIGKILL), or a run still going after
+    `timeout` seconds (then killed), raises `error` (the caller's own error type) naming the log.
     """
     argv, env = axolotl_command(command, config_path, options, env)
     argv = [*RUN_PREFIX, *argv]
@@ -80,8 +80,9 @@ def run_axolotl(command: str, config_path: Path, log_path: Path, *, options: Seq
     tail = "\n".join(output.splitlines()[-ERROR_TAIL_LINES:])
     if timed_out.is_set():
         raise error(f"axolotl {command} {config_path}: still running after {timeout} s, killed; log {log_path}\n{tail}")
-    if process.returncode != 0:
-        raise error(f"axolotl {command} {config_path} exited {process.returncode}; log {log_path}\n{tail}")
+    if process.returncode != expected_status:
+        expected = f" instead of {expected_status}" if expected_status else ""
+        raise error(f"axolotl {command} {config_path} exited {process.returncode}{expected}; log {log_path}\n{tail}")
     return output
 
 
