@@ -72,7 +72,6 @@ def pytest_collection_finish(session):
     gc.freeze()
     if not any(item.get_closest_marker("train") for item in session.items):
         return  # e.g. `-m "not train"`: nothing to fork
-    import sys
 
     import recipekit.training.runner as runner
     from recipekit.testing import warm_axolotl
@@ -84,18 +83,12 @@ def pytest_collection_finish(session):
     # PYTHON_EXEC (torchrun) or with its own interpreter (accelerate), which the server makes
     # PYTHON_EXEC too. Set before the server starts, so that both see the same environment.
     bin_dir = _OWN_TMP / "warm-bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, python_args in {"python-warm": "", "accelerate": " -m accelerate.commands.accelerate_cli",
-                              "torchrun": " -m torch.distributed.run"}.items():
-        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl '
-                                    f'"{socket_path}" --python{python_args} "$@"\n', encoding="utf-8")
-        (bin_dir / name).chmod(0o755)
-    os.environ["PYTHON_EXEC"] = str(bin_dir / "python-warm")
+    os.environ["PYTHON_EXEC"] = str(warm_axolotl.write_stand_ins(bin_dir, socket_path))
     os.environ[warm_axolotl.STAND_INS_VAR] = str(bin_dir)
     with open(_OWN_TMP / "warm-axolotl.log", "w", encoding="utf-8") as log:
-        _WARM["server"] = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(socket_path)],
+        _WARM["server"] = subprocess.Popen(warm_axolotl.command("serve", socket_path),
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    runner.RUN_PREFIX[:] = [sys.executable, "-m", "recipekit.testing.warm_axolotl", str(socket_path)]
+    runner.RUN_PREFIX[:] = warm_axolotl.command(socket_path)
 
 
 def pytest_sessionfinish(session, exitstatus):

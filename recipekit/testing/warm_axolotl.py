@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import signal
 import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
 from recipekit.cli import exit_status
 
@@ -40,6 +42,9 @@ IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "DATASETS", "TOKEN
 LAUNCHED_RUNTIME_PREFIXES = ("TORCHELASTIC_", "TORCH_NCCL_", "ACCELERATE_")
 # A directory of stand-ins for commands (the launchers) that a run finds first on its PATH.
 STAND_INS_VAR = "WARM_AXOLOTL_BIN"
+# The stand-ins a test session writes (write_stand_ins): PYTHON_EXEC, and the launchers by name.
+STAND_INS = {"python-warm": [], "accelerate": ["-m", "accelerate.commands.accelerate_cli"],
+             "torchrun": ["-m", "torch.distributed.run"]}
 SERVER_START_TIMEOUT = 300  # seconds a client waits for the server's socket before running cold
 _HEADER = struct.Struct("!I")
 
@@ -76,6 +81,23 @@ def _receive(conn: socket.socket, with_fds: int = 0) -> tuple[dict | None, list[
             return None, fds
         data += chunk
     return json.loads(data), fds
+
+
+def command(*args: object) -> list[str]:
+    """`python -m recipekit.testing.warm_axolotl ARGS...` with this interpreter: the server with
+    `serve SOCKET`, a client with `SOCKET ...`."""
+    return [sys.executable, "-m", "recipekit.testing.warm_axolotl", *map(str, args)]
+
+
+def write_stand_ins(directory: Path, path: str | Path) -> Path:
+    """The STAND_INS in `directory`, each a client of the server at `path` running its command as
+    `python [ARGS] ...`; returns python-warm's path, for PYTHON_EXEC."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, python_args in STAND_INS.items():
+        script = directory / name
+        script.write_text(f'#!/bin/sh\nexec {shlex.join(command(path, "--python", *python_args))} "$@"\n', encoding="utf-8")
+        script.chmod(0o755)
+    return directory / "python-warm"
 
 
 # --- server ---

@@ -17,7 +17,7 @@ import pytest
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.smoke import smoke_overrides, write_run_config
-from recipekit.testing.warm_axolotl import STAND_INS_VAR
+from recipekit.testing.warm_axolotl import STAND_INS_VAR, command, write_stand_ins
 from recipekit.training.recipe_config import load_recipe
 
 AXOLOTL = str(Path(sys.executable).parent / "axolotl")
@@ -33,13 +33,10 @@ def _env(server) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("warm") / "server.sock"
-    python_exec = path.with_name("python-warm")
-    python_exec.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recipekit.testing.warm_axolotl "{path}" --python "$@"\n',
-                           encoding="utf-8")
-    python_exec.chmod(0o755)
+    write_stand_ins(path.parent, path)
     log = open(path.with_suffix(".log"), "w", encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", "serve", str(path)],
-                               env=_env(path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command("serve", path), env=_env(path), stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT)
     path.with_suffix(".pid").write_text(str(process.pid), encoding="utf-8")
     yield path
     process.kill()
@@ -48,8 +45,8 @@ def server(tmp_path_factory):
 
 
 def _client(server, *args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, *args],
-                          env=env or _env(server), capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(command(server, AXOLOTL, *args), env=env or _env(server), capture_output=True, text=True,
+                          timeout=600, **kwargs)
 
 
 def _log(server) -> str:
@@ -71,7 +68,7 @@ def test_a_warm_run_is_the_command_it_stands_for(server):
 
 
 def _python(server, *args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), "--python", *args],
+    return subprocess.run(command(server, "--python", *args),
                           env=_env(server), capture_output=True, text=True, timeout=600, **kwargs)
 
 
@@ -119,9 +116,8 @@ def test_killing_the_client_kills_the_run(server, tmp_path):
     config, config_path = write_run_config(recipe, tmp_path, smoke_overrides(recipe, load_recipe(recipe), tmp_path, 10_000))
     log = tmp_path / "train.log"
     with open(log, "w", encoding="utf-8") as out:
-        client = subprocess.Popen([sys.executable, "-m", "recipekit.testing.warm_axolotl", str(server), AXOLOTL, "train",
-                                   str(config_path), "--launcher", "python"], cwd=tmp_path, env=_env(server),
-                                  stdout=out, stderr=subprocess.STDOUT)
+        client = subprocess.Popen(command(server, AXOLOTL, "train", config_path, "--launcher", "python"), cwd=tmp_path,
+                                  env=_env(server), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while "'loss'" not in log.read_text(encoding="utf-8"):  # training, 10,000 steps to go
             assert client.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")[-2000:]
