@@ -1,10 +1,17 @@
-# Two entry points: `make demo` and `make test`. Both create or update .venv first.
+# Two entry points: `make demo` and `make test`. Both create or update both environments first:
+# .venv (training: Axolotl and its pins) and .venv-vllm (generation: vLLM, whose pins conflict
+# with Axolotl's, reached only through its OpenAI-compatible server).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# The CUDA build of vLLM where a GPU driver is present, the CPU build elsewhere; both are full
+# resolutions made by locks/resolve.py, installed as they are.
+VLLM_REQUIREMENTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),requirements-vllm-cuda.txt,requirements-vllm.txt)
 
-.PHONY: venv demo test clean-cache
+.PHONY: venv venv-vllm demo test clean-cache
 
 # Reinstall only when the pinned requirements or the package metadata change.
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
@@ -15,12 +22,20 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+$(VLLM_STAMP): $(VLLM_REQUIREMENTS)
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -r $(VLLM_REQUIREMENTS)
+	@touch $(VLLM_STAMP)
+
 venv: $(STAMP)
 
-demo: venv
+venv-vllm: $(VLLM_STAMP)
+
+demo: venv venv-vllm
 	$(BIN)/python -m recipekit.demo
 
-test: venv
+test: venv venv-vllm
 	$(BIN)/python -m pytest
 
 clean-cache:

@@ -61,3 +61,20 @@ def stand_in_model(parent: str | Path, name: str) -> str:
     path = Path(parent) / "stand-in-models" / name
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+class StandInGeneratorBase:
+    """What every generator offers besides generate(): a context manager, close() and engine(); for stand-ins
+    that script a model's replies (the scheduling and file handling around them is what is tested)."""
+
+    def engine(self) -> dict[str, Any]:
+        return {"name": "stand-in"}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -37,7 +37,7 @@ from recipekit.cli import command
 from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Stats
 from recipekit.generation.engine import Generated, Sampling, pending
-from recipekit.generation.eval_runner import add_batch_size_arg, open_generator
+from recipekit.generation.eval_runner import add_backend_args, add_batch_size_arg, open_generator
 from recipekit.generation.predictions import PredictionsError, PredictionStore, read_predictions
 from recipekit.generation.shards import Workers, add_scale_out_args, fill, parse_args
 from recipekit.reporting.manifest import write_manifest
@@ -114,7 +114,7 @@ def sort_replies(rows: list[dict[str, Any]], replies: dict[str, dict[str, Any]],
 def run_backfill(source: str | Path, out: str | Path, generator_factory, sampling: Sampling = CARD_SAMPLING,
                  skip_invalid: bool = False, system: str = DEFAULT_SYSTEM,
                  workers: Workers = Workers()) -> BackfillSummary:
-    """The whole job; `generator_factory()` is called only if some row still needs a reply. A shard's
+    """The whole job; `generator_factory(log_dir)` is called only if some row still needs a reply. A shard's
     run (`workers.shard`) stops once its replies are in its own file."""
     out = Path(out)
     stats = Stats()
@@ -125,7 +125,8 @@ def run_backfill(source: str | Path, out: str | Path, generator_factory, samplin
         known = _generations_by_id(store.path, mine) if store.path.exists() else {}
         summary.reused = sum(row["id"] in known for row in mine)
         if summary.reused < len(mine):
-            summary.generated = generate_missing(mine, generator_factory(), store, sampling)
+            with generator_factory(store.path.parent) as generator:
+                summary.generated = generate_missing(mine, generator, store, sampling)
 
     path = fill(workers, out, "generations.jsonl", rows, GENERATION_FIELDS, generate)
     if workers.shard:
@@ -147,9 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="trained backfiller checkpoint")
     parser.add_argument("--base", help="base checkpoint, with --adapter")
     parser.add_argument("--adapter", action="append", help="LoRA adapter applied on --base (repeat to chain)")
-    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    add_backend_args(parser)
     add_batch_size_arg(parser)
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--max-new-tokens", type=int, default=CARD_SAMPLING.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=CARD_SAMPLING.temperature)
     parser.add_argument("--top-p", type=float, default=CARD_SAMPLING.top_p)
@@ -167,11 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     check_model_args(args, "model", "base", "adapter")
     sampling = Sampling(max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
                         top_p=args.top_p, min_p=args.min_p or None, seed=args.seed)
-    summary = run_backfill(args.input, args.out, lambda: open_generator(args), sampling, args.skip_invalid,
-                           args.system, args.workers)
+    engine: dict[str, Any] = {}
+
+    def open_recorded(log_dir):
+        generator = open_generator(args, log_dir)
+        engine.update(generator.engine())
+        return generator
+
+    summary = run_backfill(args.input, args.out, open_recorded, sampling, args.skip_invalid, args.system, args.workers)
     workers = args.workers
     write_manifest(workers.dir(args.out), config=vars(args), inputs=[args.input, *(args.adapter or [])],
-                   seed=args.seed)
+                   seed=args.seed, extra={"engine": engine or None})
     if workers.shard:
         print(f"shard {workers.shard}: replies generated now: {summary.generated}, reused: {summary.reused}; "
               f"when every shard is done: --merge-shards {workers.shard.count}")

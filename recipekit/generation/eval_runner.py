@@ -27,11 +27,12 @@ from recipekit.generation.engine import (
     ModelLoadError,
     Sampling,
     TransformersGenerator,
-    VllmGenerator,
+    VllmServerGenerator,
     load_chat_model,
     pending,
 )
 from recipekit.generation.shards import add_scale_out_args, fill
+from recipekit.generation.vllm_server import DEFAULT_API_KEY_ENV, DEFAULT_CONCURRENCY, EngineOptions
 from recipekit.metrics.text import resolve_bertscore_layer
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.model_card import refresh_card
@@ -73,14 +74,22 @@ def read_conversation_rows(path: str | Path, metadata: Metadata) -> list[dict[st
     return rows
 
 
-def open_generator(args: argparse.Namespace):
-    """The generator the flags ask for (vLLM needs a merged checkpoint)."""
+def open_generator(args: argparse.Namespace, log_dir: str | Path):
+    """The generator the flags ask for, a context manager (vLLM needs a merged checkpoint; a server it starts
+    logs to LOG_DIR/vllm_server.log)."""
     if args.backend == "vllm":
         if args.adapter:
             raise ModelLoadError("--backend vllm needs a merged checkpoint (--model); merge adapters first")
-        return VllmGenerator(args.model, dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size)
+        return VllmServerGenerator(args.model, engine_options(args), args.server_url or (), log_dir,
+                                   args.api_key_env, args.vllm_python, args.max_concurrency)
     model, tokenizer = load_chat_model(args.model, args.base, args.adapter or (), dtype=args.dtype)
     return TransformersGenerator(model, tokenizer, batch_size=args.batch_size)
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
+                         data_parallel_size=args.data_parallel_size, max_model_len=args.max_model_len,
+                         gpu_memory_utilization=args.gpu_memory_utilization, extra_args=tuple(args.vllm_arg or ()))
 
 
 def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], fields: Iterable[str],
@@ -91,16 +100,19 @@ def generate_predictions(args: argparse.Namespace, rows: list[dict[str, Any]], f
         todo = pending(mine, store.done)
         print(f"{len(mine)} rows, {len(mine) - len(todo)} already in {store.path}, {len(todo)} to generate")
         if todo:
-            generator = open_generator(args)
-            prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
+            with open_generator(args, store.path.parent) as generator:
+                prompts = [inference_prompt(generator.tokenizer, row["messages"]) for row in todo]
 
-            def save(index: int, result: Generated) -> None:
-                store.append(record(todo[index], prompts[index], result, generator))
+                def save(index: int, result: Generated) -> None:
+                    store.append(record(todo[index], prompts[index], result, generator))
 
-            generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save,
-                               desc=desc)
+                generator.generate(prompts, sampling or Sampling(max_new_tokens=args.max_new_tokens), on_done=save,
+                                   desc=desc)
+                engine.update(generator.engine())
 
+    engine: dict[str, Any] = {}
     path = fill(args.workers, args.out, "predictions.jsonl", rows[: args.limit], fields, generate)
+    args.engine = engine or None  # in config, so the scoring step's manifest keeps it too
     write_manifest(args.workers.dir(args.out), config=vars(args), inputs=[args.data, *(args.adapter or [])],
                    seed=None)
     return path
@@ -127,10 +139,9 @@ def add_generation_args(parser: argparse.ArgumentParser, data_help: str, max_new
     parser.add_argument("--score-only", metavar=score_only[0], help=score_only[1])
     parser.add_argument("--compare", nargs="+", metavar="METRICS", help="print metrics.json files side by side")
     parser.add_argument("--names", nargs="+", help="column names for --compare")
-    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    add_backend_args(parser)
     add_batch_size_arg(parser)
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument("--limit", type=int, help="score only the first N test rows")
     add_scale_out_args(parser)
 
@@ -147,6 +158,33 @@ def add_batch_size_arg(parser) -> None:
     parser.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE,
                         help="rows per transformers generate call, grouped by prompt length; 1: one row at a "
                              "time (default: %(default)s; vLLM schedules its own batches)")
+
+
+def add_backend_args(parser) -> None:
+    """--backend, --dtype and the vLLM server's options, for every command that generates (a parser or a group)."""
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
+                        help="transformers in this process, or vLLM's OpenAI-compatible server (default: %(default)s)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--server-url", action="append", metavar="URL",
+                        help="with --backend vllm: a running vLLM server to use instead of starting one (repeat: "
+                             "the rows are spread over every server; --model still gives the tokenizer)")
+    parser.add_argument("--api-key-env", default=DEFAULT_API_KEY_ENV, metavar="NAME",
+                        help="environment variable holding the servers' API key, if they need one "
+                             "(default: %(default)s)")
+    parser.add_argument("--vllm-python", metavar="PATH",
+                        help="interpreter of the vLLM environment that starts the server (default: "
+                             "$RECIPEKIT_VLLM_PYTHON, else .venv-vllm/bin/python)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, metavar="T",
+                        help="GPUs one vLLM engine is split over (--backend vllm)")
+    parser.add_argument("--data-parallel-size", type=int, default=1, metavar="D",
+                        help="engine replicas inside the server this command starts (vLLM's data parallelism)")
+    parser.add_argument("--max-model-len", type=int, metavar="TOKENS", help="the server's maximum prompt + reply")
+    parser.add_argument("--gpu-memory-utilization", type=float, metavar="SHARE",
+                        help="share of each GPU's memory the server may take (vLLM's default 0.9)")
+    parser.add_argument("--vllm-arg", action="append", metavar="ARG",
+                        help="one more option for the server this command starts, e.g. --vllm-arg=--enable-prefix-caching")
+    parser.add_argument("--max-concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+                        help="requests in flight per vLLM server (default: %(default)s)")
 
 
 def add_text_metric_args(parser: argparse.ArgumentParser) -> None:

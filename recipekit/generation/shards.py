@@ -104,8 +104,6 @@ def add_scale_out_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replicas", type=int, default=1, metavar="R",
                        help="start R workers of this command here, one shard and --tensor-parallel-size GPUs "
                             "each, then merge (default: 1, this process does everything)")
-    group.add_argument("--tensor-parallel-size", type=int, default=1, metavar="T",
-                       help="GPUs one vLLM engine is split over (--backend vllm)")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, module: str) -> argparse.Namespace:

@@ -18,6 +18,7 @@ import argparse
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from recipekit.checkpoints.model_path import check_model_args
@@ -27,7 +28,8 @@ from recipekit.dataio.jsonl import write_jsonl
 from recipekit.dataio.prep_runner import Drop, Stats, base_parser, chunks, finish, stream
 from recipekit.dataio.rows import PrepError
 from recipekit.errors import RecipekitError
-from recipekit.generation.engine import Sampling, TransformersGenerator, VllmGenerator, load_chat_model
+from recipekit.generation.engine import Sampling
+from recipekit.generation.eval_runner import add_backend_args, open_generator
 from recipekit.templates.chat_format import inference_prompt
 from recipekit.templates.shapes import messages_of
 from recipekit.templates.special_tokens import strip_special_tokens
@@ -146,22 +148,24 @@ def judge_pairs(items: Sequence[dict[str, Any]], judge: Judge, system: str = "")
     return outcome
 
 
-def model_judge(model: str, backend: str = "transformers", batch_size: int = 8, max_new_tokens: int = 512,
-                dtype: str = "auto") -> Judge:
-    """A Judge backed by a local chat model (transformers, or vLLM when asked), greedy."""
-    if backend == "vllm":
-        generator = VllmGenerator(model, dtype=dtype)
-    else:
-        lm, tokenizer = load_chat_model(model, dtype=dtype)
-        generator = TransformersGenerator(lm, tokenizer, batch_size=batch_size)
+class ModelJudge:
+    """A Judge backed by a chat model, greedy: transformers here, or a vLLM server (started on `model`, or the
+    running ones of --server-url), as `engine` (the command's generation options) says. close() frees the
+    model or stops the server."""
 
-    def judge(requests: Sequence[tuple[str, str, str]]) -> list[str]:
-        prompts = [inference_prompt(generator.tokenizer, [{"role": "user", "content": JUDGE_INSTRUCTIONS.format(
+    def __init__(self, model: str, engine: argparse.Namespace, log_dir: str | Path, max_new_tokens: int = 512):
+        self.generator = open_generator(argparse.Namespace(**{**vars(engine), "model": model, "base": None,
+                                                              "adapter": None}), log_dir)
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, requests: Sequence[tuple[str, str, str]]) -> list[str]:
+        prompts = [inference_prompt(self.generator.tokenizer, [{"role": "user", "content": JUDGE_INSTRUCTIONS.format(
             prompt=p, first=a, second=b)}]) for p, a, b in requests]
-        results = generator.generate(prompts, Sampling(max_new_tokens=max_new_tokens), desc="judging")
+        results = self.generator.generate(prompts, Sampling(max_new_tokens=self.max_new_tokens), desc="judging")
         return [r.text for r in results]
 
-    return judge
+    def close(self) -> None:
+        self.generator.close()
 
 
 def _candidates(row: dict[str, Any]) -> dict[str, Any] | Drop:
@@ -178,19 +182,22 @@ def main(argv: list[str] | None = None, judge: Judge | None = None) -> int:
     """The command; `judge` replaces the model judge (for tests and other judges)."""
     parser = base_parser(__doc__)
     parser.add_argument("--judge", required=judge is None, help="judge chat model (path or hub name)")
-    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    add_backend_args(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=512, help="room for the judge's reasoning and verdict")
-    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--system", default="", help="system field of the written Bradley-Terry rows")
     args = parser.parse_args(argv)
     check_model_args(args, "tokenizer", "judge")
     stats = Stats()
     rounds = chunks(stream(args.input, _candidates, stats, args.skip_invalid), PROMPTS_PER_ROUND)
     first = next(rounds)  # the input's first rows are read and checked before the judge model loads
-    judge = judge or model_judge(args.judge, args.backend, args.batch_size, args.max_new_tokens, args.dtype)
-    return finish(args, stats, {args.output: _judged(itertools.chain([first], rounds), judge, args, stats)},
-                  messages_of)
+    opened = judge or ModelJudge(args.judge, args, Path(args.output).parent, args.max_new_tokens)
+    try:
+        return finish(args, stats, {args.output: _judged(itertools.chain([first], rounds), opened, args, stats)},
+                      messages_of)
+    finally:
+        if judge is None:
+            opened.close()
 
 
 def _judged(rounds: Iterable[list[dict[str, Any]]], judge: Judge, args: argparse.Namespace,

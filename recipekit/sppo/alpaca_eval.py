@@ -58,8 +58,7 @@ from recipekit.generation.predictions import PredictionStore, read_predictions
 from recipekit.generation.shards import parse_args
 from recipekit.reporting.manifest import write_manifest
 from recipekit.reporting.tables import bar_chart_png, fmt, markdown_table, unavailable_note, write_json
-from recipekit.reward.judge import both_orders, model_judge, swap_verdict
-from recipekit.sppo.generate import free_accelerator_memory
+from recipekit.reward.judge import ModelJudge, both_orders, swap_verdict
 from recipekit.sppo.rankers import Ranker, RankerUnavailable, make_ranker
 from recipekit.sppo.stages import StageBook
 from recipekit.sppo.summary import outcome
@@ -244,8 +243,7 @@ class PairwiseJudge(LocalJudge):
         return judged
 
     def close(self) -> None:
-        del self.judge
-        free_accelerator_memory()
+        self.judge.close()
 
 
 @dataclass(frozen=True)
@@ -256,24 +254,24 @@ class JudgeSpec:
     max_length: int = 4096  # reward model: its training sequence_len
     max_new_tokens: int = 512  # pairwise: room for the judge's reasoning and verdict
     batch_size: int = 8
-    backend: str = "transformers"
     dtype: str = "auto"
+    engine: Any = None  # pairwise: the command's generation options (--backend, a vLLM server's settings)
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.model}" if self.model else self.kind
 
     def settings(self) -> dict[str, Any]:
-        """What changes the verdicts (batching and backend do not)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "backend", "dtype")}
+        """What changes the verdicts (batching and the engine do not)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "dtype", "engine")}
 
 
-def open_judge(spec: JudgeSpec) -> LocalJudge:
+def open_judge(spec: JudgeSpec, log_dir: Path) -> LocalJudge:
     if spec.kind == "pairwise":
         if not spec.model:
             raise RankerUnavailable("the pairwise judge needs a judge chat model (--judge-model)")
-        return PairwiseJudge(model_judge(spec.model, spec.backend, spec.batch_size, spec.max_new_tokens, spec.dtype),
-                             spec.name)
+        engine = argparse.Namespace(**{**vars(spec.engine), "batch_size": spec.batch_size, "dtype": spec.dtype})
+        return PairwiseJudge(ModelJudge(spec.model, engine, log_dir, spec.max_new_tokens), spec.name)
     return RankerJudge(make_ranker(spec.kind, spec.model, system=spec.system, max_length=spec.max_length,
                                    batch_size=spec.batch_size, dtype=spec.dtype))
 
@@ -384,7 +382,7 @@ def judge_outputs(out: str | Path, outputs_path: str | Path, reference_path: str
             store.append({"id": key, "instruction": pair["instruction"], "preference": 1.5, "identical": True})
     todo = [(key, pair) for key, pair in todo if key not in store.done]
     if todo:
-        opened = judge or open_judge(spec)
+        opened = judge or open_judge(spec, out)
         for first in range(0, len(todo), chunk_size):
             chunk = todo[first:first + chunk_size]
             verdicts = opened.compare([p["instruction"] for _, p in chunk], [p["output_2"] for _, p in chunk],
@@ -476,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def judge_spec(args: argparse.Namespace) -> JudgeSpec:
     return JudgeSpec(args.judge, args.judge_model, args.judge_system, args.judge_max_length,
-                     args.judge_max_new_tokens, args.judge_batch_size, args.backend, args.dtype)
+                     args.judge_max_new_tokens, args.judge_batch_size, args.dtype, args)
 
 
 @command

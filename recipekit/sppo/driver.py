@@ -57,7 +57,7 @@ from recipekit.dataio.prep_runner import Stats, collect
 from recipekit.dataio.rows import PrepError, RowError
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import ModelLoadError
-from recipekit.generation.eval_runner import add_batch_size_arg
+from recipekit.generation.eval_runner import add_backend_args, add_batch_size_arg
 from recipekit.generation.predictions import PredictionStore, read_predictions
 from recipekit.generation.shards import Shard, Workers, add_scale_out_args, fill, parse_args
 from recipekit.paths import RECIPES_DIR
@@ -66,7 +66,6 @@ from recipekit.sppo import alpaca_eval
 from recipekit.sppo.generate import (
     GENERATION_FIELDS,
     PromptFileError,
-    free_accelerator_memory,
     greedy_responses,
     open_policy,
     read_prompts,
@@ -164,13 +163,13 @@ def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dic
     StageBook(own).resume_or_reset("generate", params, inputs, own / it.generations.name)
 
     def generate(mine: list[dict[str, str]], store: PredictionStore) -> None:
-        if any(row["id"] not in store.done for row in mine):
-            generator = open_policy(it.start_model, args.backend, args.dtype, args.batch_size,
-                                    args.tensor_parallel_size)
-            sample_responses(generator, mine, store, sampling_settings(args), args.k, args.chunk_size,
-                             desc=f"iter {it.number}: generating {args.k} responses per prompt")
-            del generator
-            free_accelerator_memory()
+        if any(row["id"] not in store.done for row in mine):  # a vLLM server stops before training starts
+            with open_policy(it.start_model, args, store.path.parent) as generator:
+                sample_responses(generator, mine, store, sampling_settings(args), args.k, args.chunk_size,
+                                 desc=f"iter {it.number}: generating {args.k} responses per prompt")
+                engine.update(generator.engine())
+
+    engine: dict[str, Any] = {}
 
     def same_settings(shard: Shard) -> None:
         if not StageBook(shard.dir(it.dir)).started_with("generate", params, inputs):
@@ -185,7 +184,8 @@ def stage_generate(args, it: Iteration, train_rows: list[dict[str, str]]) -> dic
     if missing:
         raise StageError(f"{it.generations}: {len(missing)} prompts have no responses after generating")
     stopped = [flag for row in rows for flag in row["stopped"]]
-    stats = {"prompts": len(rows), "responses": len(stopped), "hit_token_limit": stopped.count(False)}
+    stats = {"prompts": len(rows), "responses": len(stopped), "hit_token_limit": stopped.count(False),
+             "engine": engine or None}
     return it.book.finish("generate", params, inputs, [it.generations], stats)
 
 
@@ -335,11 +335,9 @@ def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[st
     prompts = [row["prompt"] for row in heldout]
     replies = {}
     for side, model in (("previous", it.start_model), ("new", str(it.checkpoint))):
-        generator = open_policy(model, args.backend, args.dtype, args.batch_size, args.tensor_parallel_size)
-        replies[side] = greedy_responses(generator, prompts, args.max_new_tokens,
-                                         desc=f"iter {it.number}: {side} policy")
-        del generator
-        free_accelerator_memory()
+        with open_policy(model, args, it.dir / f"winrate_{side}") as generator:
+            replies[side] = greedy_responses(generator, prompts, args.max_new_tokens,
+                                             desc=f"iter {it.number}: {side} policy")
     ranker = _open_ranker(args)
     scores = ranker.score(prompts, [[new, old] for new, old in zip(replies["new"], replies["previous"])])
     ranker.close()
@@ -354,18 +352,15 @@ def alpaca_judge(args) -> alpaca_eval.JudgeSpec:
     """--alpaca-judge, else the ranker with its settings."""
     model = args.alpaca_judge_model if args.alpaca_judge else args.ranker_model
     return alpaca_eval.JudgeSpec(args.alpaca_judge or args.ranker, model, args.ranker_system, args.ranker_max_length,
-                                 batch_size=args.ranker_batch_size, backend=args.backend, dtype=args.dtype)
+                                 batch_size=args.ranker_batch_size, dtype=args.dtype, engine=args)
 
 
 def stage_alpaca_eval(args, out: Path, model: str, name: str, ran: list[str]) -> dict[str, Any] | None:
     """AlpacaEval answers of `model` in OUT (sampled like the self-play responses), then, with a
     reference, their local judgement; finished stages are skipped (their own markers in OUT)."""
-    generation = argparse.Namespace(model=model, base=None, adapter=None, data=args.alpaca_eval, out=out, limit=None,
-                                    backend=args.backend, batch_size=args.batch_size, dtype=args.dtype,
-                                    max_new_tokens=args.max_new_tokens, workers=Workers(),
-                                    tensor_parallel_size=args.tensor_parallel_size)
+    generation = argparse.Namespace(**{**vars(args), "model": model, "base": None, "adapter": None,
+                                       "data": args.alpaca_eval, "out": out, "limit": None, "workers": Workers()})
     outputs = alpaca_eval.generate_outputs(generation, name, sampling_settings(args), ran)
-    free_accelerator_memory()
     if not args.alpaca_reference:
         return None
     return alpaca_eval.judge_outputs(out, outputs, args.alpaca_reference, alpaca_judge(args),
@@ -460,11 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--top-p", type=float, default=0.9)
     sampling.add_argument("--max-new-tokens", type=int, default=2048)
     sampling.add_argument("--seed", type=int, default=42, help="sample k of each prompt uses seed + k")
-    sampling.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    add_backend_args(sampling)
     add_batch_size_arg(sampling)
     sampling.add_argument("--chunk-size", type=int, default=256,
                           help="prompts generated (and ranked) before their rows are saved")
-    sampling.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     sampling.add_argument("--max-prompt-tokens", type=int, default=DEFAULT_MAX_PROMPT_TOKENS,
                           help="leave out prompts whose chat prompt is longer in the starting policy's tokens "
                                "(default: %(default)s, the card's); 0: no limit")
@@ -507,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-prompt-tokens must be 0 (no limit) or more")
     if args.launcher_args and launch_options(args)[1] == "python":
         parser.error("--launcher-args needs --launcher accelerate or torchrun (python starts no other process)")
+    if args.server_url:
+        parser.error("--server-url: the driver serves each iteration's policy itself (a running server would "
+                     "keep serving the first); use --backend vllm alone")
     if args.alpaca_reference and not args.alpaca_eval:
         parser.error("--alpaca-reference needs --alpaca-eval INSTRUCTIONS")
     check_model_args(args, "ranker_model", "alpaca_judge_model")

@@ -14,17 +14,13 @@ turn by exact match, so an untrimmed response would become an empty training tex
 from __future__ import annotations
 
 import argparse
-import gc
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from recipekit.dataio import rows as fields
 from recipekit.dataio.rows import FieldError, PrepError, RowError, read_rows
 from recipekit.errors import RecipekitError
-from recipekit.generation.engine import DEFAULT_BATCH_SIZE, Sampling
+from recipekit.generation.engine import Sampling
 from recipekit.generation.eval_runner import open_generator
 from recipekit.generation.predictions import PredictionStore
 from recipekit.sppo.prompt_limit import chat_prompt
@@ -70,43 +66,32 @@ def split_holdout(rows: list[dict[str, str]], holdout: int, source: Path | str) 
     return rows[:-holdout], rows[-holdout:]
 
 
-def open_policy(model: str, backend: str, dtype: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
-                tensor_parallel_size: int = 1):
-    """A generator (with .tokenizer) over a checkpoint: vLLM (over `tensor_parallel_size` GPUs), or batched
-    transformers."""
-    return open_generator(argparse.Namespace(backend=backend, model=model, base=None, adapter=None, dtype=dtype,
-                                             batch_size=batch_size, tensor_parallel_size=tensor_parallel_size))
+def open_policy(model: str, engine: argparse.Namespace, log_dir: str | Path):
+    """A generator (with .tokenizer, a context manager) over a checkpoint, as the command's generation options
+    say: batched transformers, or a vLLM server started on it (its log in LOG_DIR)."""
+    return open_generator(argparse.Namespace(**{**vars(engine), "model": model, "base": None, "adapter": None}),
+                          log_dir)
 
 
 def sample_responses(generator, rows: list[dict[str, str]], store: PredictionStore, sampling: Sampling, k: int,
                      chunk_size: int, desc: str) -> None:
-    """Append {"id", "prompt", "responses": [k texts], "stopped": [k flags]} for every row not yet in `store`."""
+    """Append {"id", "prompt", "responses": [k texts], "stopped": [k flags]} for every row not yet in `store`,
+    each row as soon as its K responses are in."""
     todo = [row for row in rows if row["id"] not in store.done]
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="prompt") as bar:
-        for number, chunk in enumerate(chunks, start=1):
-            prompts = [chat_prompt(generator.tokenizer, row["prompt"]) for row in chunk]
-            samples = [generator.generate(prompts, replace(sampling, seed=sampling.seed + j),
-                                          desc=f"chunk {number}/{len(chunks)} sample {j + 1}/{k}")
-                       for j in range(k)]
-            for index, row in enumerate(chunk):
-                store.append({**row, "responses": [samples[j][index].text.strip() for j in range(k)],
-                              "stopped": [samples[j][index].stopped for j in range(k)]})
-            bar.update(len(chunk))
+    for number, chunk in enumerate(chunks, start=1):
+        prompts = [chat_prompt(generator.tokenizer, row["prompt"]) for row in chunk]
+
+        def save(index: int, replies, chunk=chunk) -> None:
+            store.append({**chunk[index], "responses": [r.text.strip() for r in replies],
+                          "stopped": [r.stopped for r in replies]})
+
+        generator.sample(prompts, sampling, k, on_done=save, desc=f"{desc}, chunk {number}/{len(chunks)}")
 
 
 def greedy_responses(generator, prompts: list[str], max_new_tokens: int, desc: str) -> list[str]:
     rendered = [chat_prompt(generator.tokenizer, prompt) for prompt in prompts]
     return [g.text.strip() for g in generator.generate(rendered, Sampling(max_new_tokens=max_new_tokens), desc=desc)]
-
-
-def free_accelerator_memory() -> None:
-    """Return freed GPU memory to the device, so the next model (or the training run) gets it."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def sampling_settings(args: Any) -> Sampling:

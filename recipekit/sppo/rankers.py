@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 from recipekit.errors import RecipekitError
-from recipekit.sppo.generate import free_accelerator_memory
+from recipekit.generation.engine import free_accelerator_memory
 
 
 class RankerUnavailable(RecipekitError, RuntimeError):

@@ -263,7 +263,7 @@ def _build_tokenizer(family: Family):
     return fast
 
 
-def _build_model(family: Family, tokenizer, task: str):
+def _build_model(family: Family, tokenizer, task: str, shape: dict):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -274,7 +274,7 @@ def _build_model(family: Family, tokenizer, task: str):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    decoder = dict(**TINY_SHAPE, **ids, **family.config_extra)
+    decoder = {**ids, **family.config_extra, **shape}
     mm = family.multimodal
     if mm is None:
         config = AutoConfig.for_model(family.model_type, **decoder)
@@ -291,13 +291,21 @@ def _build_model(family: Family, tokenizer, task: str):
     return model.to(torch.float32)
 
 
-def _spec(family: Family, task: str) -> dict:
+def _shape(family: Family, head_dim: int | None) -> dict:
+    """TINY_SHAPE, or with wider attention heads (every attention layer's, Gemma 4's global ones too)."""
+    if head_dim is None:
+        return TINY_SHAPE
+    wide = {**TINY_SHAPE, "head_dim": head_dim}
+    return {**wide, "global_head_dim": head_dim} if "global_head_dim" in family.config_extra else wide
+
+
+def _spec(family: Family, task: str, shape: dict) -> dict:
     template = (CHAT_TEMPLATES_DIR / family.chat_template).read_text(encoding="utf-8")
     return dict(
         builder=BUILDER_VERSION,
         family=asdict(family),
         task=task,
-        shape=TINY_SHAPE,
+        shape=shape,
         vocab=VOCAB_SIZE,
         seed=SEED,
         template_sha=hashlib.sha256(template.encode()).hexdigest(),
@@ -305,14 +313,16 @@ def _spec(family: Family, task: str) -> dict:
     )
 
 
-def tiny_model_path(family_name: str, task: str = "causal_lm") -> Path:
-    """Return the directory of the tiny model, building it first if the cache lacks it."""
+def tiny_model_path(family_name: str, task: str = "causal_lm", head_dim: int | None = None) -> Path:
+    """Return the directory of the tiny model, building it first if the cache lacks it. `head_dim` widens the
+    attention heads: vLLM's CPU attention kernels take 32 and more, not the 16 of TINY_SHAPE."""
     if family_name not in FAMILIES:
         raise KeyError(f"unknown family {family_name!r}; choose from {sorted(FAMILIES)}")
     if task not in {"causal_lm", "seq_cls"}:
         raise ValueError(f"task must be causal_lm or seq_cls, not {task!r}")
     family = FAMILIES[family_name]
-    spec = _spec(family, task)
+    shape = _shape(family, head_dim)
+    spec = _spec(family, task, shape)
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "tiny_models" / f"{family_name}-{task}-{key}"
     if (target / "config.json").exists():
@@ -324,7 +334,7 @@ def tiny_model_path(family_name: str, task: str = "causal_lm") -> Path:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
             tokenizer = _build_tokenizer(family)
-            model = _build_model(family, tokenizer, task)
+            model = _build_model(family, tokenizer, task, shape)
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
@@ -341,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("--task", choices=["causal_lm", "seq_cls"], default="causal_lm")
+    parser.add_argument("--head-dim", type=int, help="wider attention heads (e.g. 32, for vLLM's CPU kernels)")
     args = parser.parse_args(argv)
-    print(tiny_model_path(args.family, args.task))
+    print(tiny_model_path(args.family, args.task, args.head_dim))
 
 
 if __name__ == "__main__":

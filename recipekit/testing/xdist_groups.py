@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 SHARED_SCOPES = {"module", "class", "package"}
-SLOWEST_MARKERS = ("multiprocess", "real_weights", "crash_resume")
+SLOWEST_MARKERS = ("vllm", "multiprocess", "real_weights", "crash_resume")
 _DIR_VAR = "RECIPEKIT_XDIST_GROUPS_DIR"  # made by the controller; its workers inherit it
 
 

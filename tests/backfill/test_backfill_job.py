@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import read_jsonl, run_script
+from helpers import StandInGeneratorBase, read_jsonl, run_script
 from transformers import AutoTokenizer
 
 from recipekit.backfill.job import CARD_SAMPLING, run_backfill
@@ -31,7 +31,7 @@ SCRIPT_REPLIES = {
 }
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(StandInGeneratorBase):
     """Stands in for a model: answers each prompt from SCRIPT_REPLIES by the instruction it holds."""
 
     def __init__(self, tokenizer):
@@ -59,7 +59,7 @@ def scripted(tiny_model):
 
 def test_scripted_replies_give_exact_kept_rows_and_rejects(scripted, tmp_path):
     out = tmp_path / "run"
-    summary = run_backfill(LEGACY, out, lambda: scripted)
+    summary = run_backfill(LEGACY, out, lambda log_dir: scripted)
     kept = read_jsonl(out / "backfilled.jsonl")
     assert kept == [
         {"id": "legacy-30", "instruction": "Add 19 and 12.", "thinking": "A sum: 19 + 12 = 31, as given.",
@@ -83,7 +83,7 @@ def test_scripted_replies_give_exact_kept_rows_and_rejects(scripted, tmp_path):
 
 
 def test_kept_rows_feed_back_into_prep_backfill(scripted, tmp_path):
-    run_backfill(LEGACY, tmp_path / "run", lambda: scripted)
+    run_backfill(LEGACY, tmp_path / "run", lambda log_dir: scripted)
     train = tmp_path / "train.jsonl"
     assert prep_backfill(["--input", str(tmp_path / "run" / "backfilled.jsonl"), "--output", str(train)]) == 0
     rows = read_jsonl(train)
@@ -94,10 +94,10 @@ def test_kept_rows_feed_back_into_prep_backfill(scripted, tmp_path):
 
 def test_rerun_reuses_replies_and_never_calls_the_model(scripted, tmp_path):
     out = tmp_path / "run"
-    run_backfill(LEGACY, out, lambda: scripted)
+    run_backfill(LEGACY, out, lambda log_dir: scripted)
     before = (out / "backfilled.jsonl").read_text(encoding="utf-8")
 
-    def no_model():
+    def no_model(log_dir):
         raise AssertionError("every row already has a reply")
 
     summary = run_backfill(LEGACY, out, no_model)
@@ -106,7 +106,7 @@ def test_rerun_reuses_replies_and_never_calls_the_model(scripted, tmp_path):
 
 
 def test_prepared_inference_rows_use_their_own_prompt(scripted, tmp_path):
-    summary = run_backfill(LEGACY_PROMPTS, tmp_path / "run", lambda: scripted, system="another system prompt")
+    summary = run_backfill(LEGACY_PROMPTS, tmp_path / "run", lambda log_dir: scripted, system="another system prompt")
     assert summary.kept == 2
     assert all("another system prompt" not in p for p in scripted.prompts)
 
@@ -116,7 +116,7 @@ def test_bad_input_row_stops_the_run_and_writes_nothing(scripted, tmp_path):
     data.write_text(LEGACY.read_text(encoding="utf-8") + '{"id": "x", "instruction": "Add 1 and 2."}\n',
                     encoding="utf-8")
     with pytest.raises(RowError, match=rf"{data}:7: field 'solution': missing"):
-        run_backfill(data, tmp_path / "run", lambda: scripted)
+        run_backfill(data, tmp_path / "run", lambda log_dir: scripted)
     assert not (tmp_path / "run").exists() and scripted.prompts == []
 
 
@@ -124,7 +124,7 @@ def test_skip_invalid_sends_bad_rows_to_rejects(scripted, tmp_path):
     data = tmp_path / "legacy.jsonl"
     data.write_text(LEGACY.read_text(encoding="utf-8") + '{"id": "x", "instruction": "Add 1 and 2."}\nnot json\n',
                     encoding="utf-8")
-    summary = run_backfill(data, tmp_path / "run", lambda: scripted, skip_invalid=True)
+    summary = run_backfill(data, tmp_path / "run", lambda log_dir: scripted, skip_invalid=True)
     invalid = [r for r in read_jsonl(tmp_path / "run" / "rejects.jsonl") if r["reason"] == "invalid_input"]
     assert [(r["line"], r["field"]) for r in invalid] == [(7, "solution"), (8, "<json>")]
     assert summary.rejected["invalid_input"] == 2 and summary.kept == 2

@@ -1,95 +1,21 @@
-"""Generation backends: what vLLM and transformers are fed for the same rendered prompt."""
+"""Transformers generation (batched, padded, in order) and the vLLM options every generating command passes on;
+the real vLLM engine is tested in test_vllm_server.py."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from argparse import Namespace
 
 import pytest
-from transformers import AutoTokenizer
 
-from recipekit.generation import engine as generation
 from recipekit.generation.engine import DEFAULT_BATCH_SIZE, Sampling, TransformersGenerator, length_sorted_batches
 from recipekit.sppo.generate import chat_prompt, open_policy
 from recipekit.templates.chat_format import prompt_token_ids_batch
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.tiny_models import FAMILIES
-
-PROMPTS = ("Where is my order?", "My washing machine shows error OE after every cycle; what should I do first?")
 
 
-class StandInLLM:
-    """Stands in for vllm.LLM: records each prompt exactly as the project hands it over."""
-
-    def __init__(self, model, **options):
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.options = options
-        self.calls = []  # the prompts of each generate call
-
-    @property
-    def received(self) -> list:
-        return [prompt for call in self.calls for prompt in call]
-
-    def engine_ids(self, prompt) -> list[int]:
-        """The ids vLLM would run: a token prompt as given, a string tokenised with special tokens (vLLM's way)."""
-        if isinstance(prompt, str):
-            return self.tokenizer(prompt).input_ids
-        return list(prompt["prompt_token_ids"])
-
-    def generate(self, prompts, params, use_tqdm=True):
-        """Like vLLM, one output per prompt in the order given; its text names the prompt's ids."""
-        self.calls.append(list(prompts))
-        return [SimpleNamespace(outputs=[SimpleNamespace(text=echo(self.engine_ids(p)), token_ids=[],
-                                                         finish_reason="length")]) for p in prompts]
-
-
-def echo(ids: list[int]) -> str:
-    return " ".join(map(str, ids))
-
-
-@pytest.fixture
-def stand_in_vllm(monkeypatch):
-    """Replaces the lazy vLLM import; the list collects every engine the project builds."""
-    engines = []
-
-    def llm(model, **options):
-        engines.append(StandInLLM(model, **options))
-        return engines[-1]
-
-    module = SimpleNamespace(LLM=llm, SamplingParams=lambda **kwargs: kwargs)
-    monkeypatch.setattr(generation, "require_gpu_package", lambda name, feature: module)
-    return engines
-
-
-@pytest.mark.parametrize("family", ["gemma4", "gemma3", "gemma2", "qwen3", "llama"])
-def test_vllm_gets_the_ids_transformers_generates_from(family, tiny_model, stand_in_vllm, monkeypatch):
-    """vLLM (a stand-in engine, no GPU here) receives token prompts equal to the ids that
-    transformers' `model.generate` is fed for the same rows, through the SPPO/scorer entry
-    point, and they hold one BOS exactly where the family's template writes one."""
-    path = tiny_model(family)
-    sampling = Sampling(max_new_tokens=1)
-
-    policy = open_policy(str(path), "transformers", dtype="float32")
-    fed = []
-    real_generate = policy.model.generate
-
-    def recording_generate(**kwargs):
-        for row, mask in zip(kwargs["input_ids"], kwargs["attention_mask"]):
-            fed.append(row[mask.bool()].tolist())  # left padding removed
-        return real_generate(**kwargs)
-
-    monkeypatch.setattr(policy.model, "generate", recording_generate)
-    policy.generate([chat_prompt(policy.tokenizer, p) for p in PROMPTS], sampling)
-
-    vllm_policy = open_policy(str(path), "vllm")
-    vllm_policy.generate([chat_prompt(vllm_policy.tokenizer, p) for p in PROMPTS], sampling)
-    (engine,) = stand_in_vllm
-    engine_ids = [engine.engine_ids(prompt) for prompt in engine.received]
-
-    bos = policy.tokenizer.bos_token_id
-    assert [ids.count(bos) for ids in engine_ids] == [1 if FAMILIES[family].add_bos else 0] * len(PROMPTS)
-    assert sorted(engine_ids) == sorted(fed) and len(fed) == len(PROMPTS)
-    # Token prompts, so no vLLM tokenizer setting can add or drop a special token.
-    assert all(isinstance(prompt, dict) for prompt in engine.received)
+def transformers_policy(path) -> TransformersGenerator:
+    return open_policy(str(path), Namespace(backend="transformers", dtype="float32", batch_size=DEFAULT_BATCH_SIZE),
+                       ".")
 
 
 # Prompts from a few tokens to about three times the tiny Gemmas' 64-token sliding window, out of
@@ -114,7 +40,7 @@ def _recording(monkeypatch, model) -> list[dict]:
 def test_batched_greedy_equals_one_row_at_a_time(family, tiny_model, monkeypatch):
     """The default, batched generation (left padding, rows grouped by length) returns, in input order,
     exactly the greedy texts of one-row generation (fp32, CPU)."""
-    policy = open_policy(str(tiny_model(family)), "transformers", dtype="float32")
+    policy = transformers_policy(tiny_model(family))
     assert policy.batch_size == DEFAULT_BATCH_SIZE > len(MIXED_PROMPTS)
     prompts = [chat_prompt(policy.tokenizer, p) for p in MIXED_PROMPTS]
     sampling = Sampling(max_new_tokens=12)
@@ -135,7 +61,7 @@ def test_left_padding_masks_pads_and_numbers_positions_from_the_first_real_token
     model's greedy text is the same for every prompt, as the tiny Qwen 3's newlines)."""
     import torch
 
-    policy = open_policy(str(tiny_model(family)), "transformers", dtype="float32")
+    policy = transformers_policy(tiny_model(family))
     prompts = [chat_prompt(policy.tokenizer, p) for p in MIXED_PROMPTS[:3]]
     ids = prompt_token_ids_batch(policy.tokenizer, prompts)
     seen = []
@@ -164,20 +90,6 @@ def test_length_sorted_batches_group_similar_lengths_longest_first():
     assert length_sorted_batches([3, 1, 2], 1) == [[0], [2], [1]]
 
 
-def test_vllm_gets_every_prompt_in_one_call_and_results_keep_their_order(tiny_model, stand_in_vllm):
-    """The vLLM backend hands the engine all rows at once (it batches them itself, here a stand-in) and
-    returns each row's result, and reports it to on_done, at the row's own index."""
-    policy = open_policy(str(tiny_model("gemma4")), "vllm")
-    prompts = [chat_prompt(policy.tokenizer, p) for p in MIXED_PROMPTS]
-    done = {}
-    results = policy.generate(prompts, Sampling(max_new_tokens=4), on_done=lambda i, g: done.setdefault(i, g.text))
-    (engine,) = stand_in_vllm
-    expected = [echo(ids) for ids in prompt_token_ids_batch(policy.tokenizer, prompts)]
-    assert len(engine.calls) == 1 and [echo(engine.engine_ids(p)) for p in engine.calls[0]] == expected
-    assert [g.text for g in results] == expected and done == dict(enumerate(expected))
-
-
-
 def _scorer(model, out, *extra):
     from recipekit.supervisor.scoring import main
 
@@ -201,13 +113,29 @@ def _sppo(model, out, *extra):
 
 @pytest.mark.parametrize("family, entry", [("gemma4", _scorer), ("qwen3_backfill", _backfill), ("gemma2", _sppo)],
                          ids=["scorer", "backfill", "sppo"])
-def test_tensor_parallel_size_reaches_the_vllm_engine(family, entry, tiny_model, stand_in_vllm, tmp_path, capsys):
-    """--tensor-parallel-size of the scorers, the backfill job and the SPPO driver's generate stage becomes
-    the engine's tensor_parallel_size; with the transformers backend it is refused, not ignored."""
+def test_engine_options_reach_the_vllm_server_command(family, entry, tiny_model, tmp_path, capsys):
+    """The scorers, the backfill job and the SPPO driver hand --tensor-parallel-size, --data-parallel-size,
+    --max-model-len, --gpu-memory-utilization, --dtype and --vllm-arg to the server they start: here a stand-in
+    interpreter (no GPUs to split over) that records its command line and exits, so the command fails with
+    one line naming the server's log, which holds that command. With transformers they are refused."""
+    stand_in = tmp_path / "vllm-python"
+    stand_in.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/argv\"\nexit 3\n")
+    stand_in.chmod(0o755)
     model = str(tiny_model(family))
-    assert entry(model, tmp_path / "vllm", "--backend", "vllm", "--tensor-parallel-size", "4") == 0
-    assert [engine.options["tensor_parallel_size"] for engine in stand_in_vllm] == [4]
-    assert stand_in_vllm[0].received  # the rows went to that engine
+    options = ["--backend", "vllm", "--vllm-python", str(stand_in), "--tensor-parallel-size", "4",
+               "--data-parallel-size", "2", "--max-model-len", "2048", "--gpu-memory-utilization", "0.8",
+               "--dtype", "bfloat16", "--vllm-arg=--enable-prefix-caching"]
+    assert entry(model, tmp_path / "vllm", *options) == 2
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "the vLLM server exited with status 3 before it was ready; see " in err
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:2] == ["-m", "vllm.entrypoints.openai.api_server"] and argv[argv.index("--model") + 1] == model
+    for flag, value in (("--tensor-parallel-size", "4"), ("--data-parallel-size", "2"), ("--max-model-len", "2048"),
+                        ("--gpu-memory-utilization", "0.8"), ("--dtype", "bfloat16")):
+        assert argv[argv.index(flag) + 1] == value
+    assert "--enable-prefix-caching" in argv and argv[argv.index("--host") + 1] == "127.0.0.1"
+    log = err.rsplit("see ", 1)[1]
+    assert (tmp_path / "argv").read_text().strip() in open(log).read()
     with pytest.raises(SystemExit) as usage:
         entry(model, tmp_path / "transformers", "--tensor-parallel-size", "4")
     assert usage.value.code == 2 and "--tensor-parallel-size splits a vLLM engine" in capsys.readouterr().err

@@ -75,6 +75,7 @@ def test_a_row_belongs_to_one_shard_by_its_id_alone():
 def options(*argv, env=None, backend="transformers"):
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default=backend)
+    parser.add_argument("--tensor-parallel-size", type=int, default=1)
     add_scale_out_args(parser)
     args = parser.parse_args(argv)
     return shards.workers_from_args(args, ("python", "-m", "tool", *argv), {} if env is None else env)

@@ -16,7 +16,7 @@ import math
 import warnings
 
 import pytest
-from helpers import read_jsonl, run_script, stand_in_model
+from helpers import StandInGeneratorBase, read_jsonl, run_script, stand_in_model
 
 from recipekit.generation.engine import Generated
 from recipekit.paths import REPO_ROOT
@@ -145,7 +145,7 @@ def test_a_rerun_loads_no_model_and_rewrites_nothing(generated, monkeypatch, cap
     assert "| n | 6 |" in capsys.readouterr().out
 
 
-class RecordingGenerator:
+class RecordingGenerator(StandInGeneratorBase):
     def __init__(self, tokenizer):
         self.tokenizer, self.calls = tokenizer, []
 
@@ -162,7 +162,7 @@ def test_each_instruction_is_one_user_turn_in_the_chat_template_sampled_as_alpac
     import recipekit.generation.eval_runner as runner
 
     recorder = RecordingGenerator(AutoTokenizer.from_pretrained(tiny_model("gemma2")))
-    monkeypatch.setattr(runner, "open_generator", lambda args: recorder)
+    monkeypatch.setattr(runner, "open_generator", lambda args, log_dir: recorder)
     assert ae.main(["--model", stand_in_model(tmp_path, "policy"), "--data", str(INSTRUCTIONS), "--out", str(tmp_path), "--limit", "2"]) == 0
     ((prompts, sampling),) = recorder.calls
     assert prompts == [f"<bos><start_of_turn>user\n{w['instruction']}<end_of_turn>\n<start_of_turn>model\n"

