@@ -78,7 +78,7 @@ PAIRRM_INSTALL = ("install it as `make` does: pip install -r requirements.txt, t
 
 def _bridge_transformers_5() -> None:
     """Put back, before llm-blender is first imported, the two transformers 4 names that
-    llm-blender 0.0.2 (its last release) uses and transformers 5.0 removed; nothing else changes.
+    llm-blender 0.0.2 (its last release) uses and transformers 5 removed; nothing else changes.
 
     - transformers.utils.hub.TRANSFORMERS_CACHE, the deprecated alias of the hub cache: imported
       by llm_blender.blender at import time, and only loadranker's default download folder.
