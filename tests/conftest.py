@@ -114,6 +114,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def tiny_pairrm() -> Path:
+    """The cached tiny PairRM (recipekit/testing/tiny_pairrm.py), the directory Blender.loadranker loads."""
+    from recipekit.testing.tiny_pairrm import tiny_pairrm_path
+
+    return tiny_pairrm_path()
+
+
+@pytest.fixture(scope="session")
 def gemma2_prompt(tiny_model):
     """gemma2_prompt(n) -> a user prompt that reaches the tiny Gemma 2 policy as exactly n tokens,
     counted by the tokenizer's own generation-prompt rendering and tokenisation."""

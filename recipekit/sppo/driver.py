@@ -119,9 +119,10 @@ def _ranker_inputs(args: argparse.Namespace) -> list[str]:
     return [args.ranker_model] if args.ranker_model else []
 
 
-def _open_ranker(args: argparse.Namespace):
+def _open_ranker(args: argparse.Namespace, policy: str):
+    """`policy`: the policy whose chat prompts the responses answer (PairRM reads the prompt as it saw it)."""
     return make_ranker(args.ranker, args.ranker_model, system=args.ranker_system, max_length=args.ranker_max_length,
-                       batch_size=args.ranker_batch_size, dtype=args.dtype)
+                       batch_size=args.ranker_batch_size, dtype=args.dtype, policy=policy)
 
 
 def policy_prompts(args, it: Iteration) -> tuple[list[dict[str, str]], dict[str, Any]]:
@@ -200,7 +201,7 @@ def stage_rank(args, it: Iteration) -> dict[str, Any]:
     store = PredictionStore(it.scored, SCORED_FIELDS)
     todo = [row for row in read_predictions(it.generations, GENERATION_FIELDS) if row["id"] not in store.done]
     if todo:
-        ranker = _open_ranker(args)
+        ranker = _open_ranker(args, it.start_model)
         for first in range(0, len(todo), args.chunk_size):
             chunk = todo[first:first + args.chunk_size]
             scores = ranker.score([r["prompt"] for r in chunk], [r["responses"] for r in chunk])
@@ -338,7 +339,7 @@ def stage_winrate(args, it: Iteration, heldout: list[dict[str, str]]) -> dict[st
         with open_policy(model, args, it.dir / f"winrate_{side}") as generator:
             replies[side] = greedy_responses(generator, prompts, args.max_new_tokens,
                                              desc=f"iter {it.number}: {side} policy")
-    ranker = _open_ranker(args)
+    ranker = _open_ranker(args, it.start_model)
     scores = ranker.score(prompts, [[new, old] for new, old in zip(replies["new"], replies["previous"])])
     ranker.close()
     rows = [{"id": row["id"], "prompt": row["prompt"], "new": new, "previous": old, "new_score": s[0],

@@ -7,9 +7,11 @@ their differences into Bradley-Terry win probabilities), so any scale works.
     reward-model   a sequence-classification checkpoint with one output (e.g. the output of
                    recipes/reward_ja_3b.yml), each (prompt, response) tokenised with the
                    reward model's own chat template exactly as it was trained
-    pairrm         PairRM through the llm-blender package, as the paper ranked
+    pairrm         PairRM through the llm-blender package, as the paper ranked, shown each prompt
+                   as the policy's chat template renders it (as uclaml/SPPO scripts/rank.py)
     MODULE:NAME    your own: a callable NAME in MODULE, called as NAME(model=..., **options),
-                   returning a Ranker
+                   returning a Ranker; the SPPO driver's options include `policy`, the
+                   checkpoint whose chat prompts the responses answer
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Sequence
 
 from recipekit.errors import RecipekitError
 from recipekit.generation.engine import free_accelerator_memory
+from recipekit.sppo.prompt_limit import chat_prompt, policy_tokenizer
 
 
 class RankerUnavailable(RecipekitError, RuntimeError):
@@ -48,7 +51,8 @@ def _unflatten(flat: Sequence[float], candidates: Sequence[Sequence[str]]) -> li
 class RewardModelRanker(Ranker):
     """A Bradley-Terry reward model: each response scored on its own, as in recipekit.reward.scoring."""
 
-    def __init__(self, model: str, system: str = "", max_length: int = 4096, batch_size: int = 8, dtype: str = "auto"):
+    def __init__(self, model: str, system: str = "", max_length: int = 4096, batch_size: int = 8, dtype: str = "auto",
+                 **_: Any):  # `policy` too: the reward model reads the prompt through its own chat template
         from recipekit.reward.scoring import load_reward_model
 
         self.name = f"reward-model:{model}"
@@ -67,39 +71,86 @@ class RewardModelRanker(Ranker):
         free_accelerator_memory()
 
 
-PAIRRM_HELP = (
-    "The released llm-blender (0.0.2) imports names that transformers 5 removed, and this "
-    "project needs transformers 5. Either rank in a separate environment with transformers<5 "
-    "and llm-blender, writing ITER_DIR/scored.jsonl rows {prompt, responses, scores} yourself, "
-    "or rank with a sequence-classification reward model: --ranker reward-model --ranker-model PATH."
-)
+PAIRRM_INSTALL = ("install it as `make` does: pip install -r requirements.txt, then "
+                  "pip install --no-deps -r requirements-nodeps.txt (llm-blender without its declared dependencies, "
+                  "which would move this project's pins)")
+
+
+def _bridge_transformers_5() -> None:
+    """Put back, before llm-blender is first imported, the two transformers 4 names that
+    llm-blender 0.0.2 (its last release) uses and transformers 5 removed; nothing else changes.
+
+    - transformers.utils.hub.TRANSFORMERS_CACHE, the deprecated alias of the hub cache: imported
+      by llm_blender.blender at import time, and only loadranker's default download folder.
+    - a tokenizer's batch_encode_plus(texts, **options), transformers 4's name for calling the
+      tokenizer on a list (transformers 5 kept only the call): PairRM's collator encodes with it.
+
+    Remove once an llm-blender release no longer uses them."""
+    import transformers.utils.hub
+    from huggingface_hub import constants
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if not hasattr(transformers.utils.hub, "TRANSFORMERS_CACHE"):
+        transformers.utils.hub.TRANSFORMERS_CACHE = constants.HF_HUB_CACHE
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):
+        PreTrainedTokenizerBase.batch_encode_plus = _call_on_batch
+
+
+def _call_on_batch(tokenizer, texts, **options):
+    return tokenizer(texts, **options)
 
 
 def import_llm_blender():
+    _bridge_transformers_5()
     try:
         return importlib.import_module("llm_blender")
     except ModuleNotFoundError as err:
         if err.name not in ("llm_blender", None):  # a dependency of llm-blender is missing
-            raise RankerUnavailable(f"the pairrm ranker: llm-blender is installed but needs '{err.name}' ({err}). "
-                                    + PAIRRM_HELP) from err
-        raise RankerUnavailable("the pairrm ranker needs the llm-blender package, which is not installed. "
-                                + PAIRRM_HELP) from err
+            raise RankerUnavailable(f"the pairrm ranker: llm-blender is installed but needs '{err.name}' ({err}); "
+                                    + PAIRRM_INSTALL) from err
+        raise RankerUnavailable("the pairrm ranker needs the llm-blender package, which is not installed; "
+                                + PAIRRM_INSTALL) from err
     except ImportError as err:
-        raise RankerUnavailable(f"the pairrm ranker: llm-blender failed to import ({err}). " + PAIRRM_HELP) from err
+        raise RankerUnavailable(f"the pairrm ranker: llm-blender failed to import ({err})") from err
 
 
 class PairRMRanker(Ranker):
-    """PairRM compares the candidates pairwise; llm-blender sums each one's comparison logits."""
+    """PairRM through llm-blender, as the SPPO paper ranked (uclaml/SPPO scripts/rank.py).
 
-    def __init__(self, model: str = "llm-blender/PairRM", batch_size: int = 8, **_: Any):
+    PairRM reads an instruction and two candidates in one pass and gives one comparison logit;
+    `Blender.rank(..., return_scores=True)` compares every ordered pair of a prompt's candidates
+    and scores each by its mean logit margin over the others, which scripts/compute_prob.py (and
+    recipekit.sppo.pairs) turn into P(i beats j) = 1 / (1 + exp(s_j - s_i)).
+
+    The instruction is the prompt as `policy`'s chat template renders it up to where the reply
+    begins, the text the candidates were sampled from, as rank.py passes it; without `policy`
+    (judging outputs of other models) it is the prompt alone. rank.py cuts its rendering at the
+    first "None", the placeholder reply, so a prompt that itself contains "None" loses its end;
+    here the cut is at the reply's own place, which is otherwise the same text.
+    """
+
+    def __init__(self, model: str = "llm-blender/PairRM", batch_size: int = 8, policy: str | None = None, **_: Any):
+        import torch
+
         llm_blender = import_llm_blender()
         self.name = f"pairrm:{model}"
         self.batch_size = batch_size
-        self.blender = llm_blender.Blender()
-        self.blender.loadranker(model)
+        self.policy_tokenizer = policy_tokenizer(policy, RankerUnavailable) if policy else None
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.blender = llm_blender.Blender(llm_blender.BlenderConfig(device=device))
+        try:
+            self.blender.loadranker(str(model), device=device)
+        except (OSError, ValueError) as err:  # llm-blender only logs a failed download, then fails here
+            raise RankerUnavailable(f"the pairrm ranker cannot load {model} ({err}): a local PairRM checkpoint "
+                                    "or a hub name reachable from here is needed") from err
+
+    def instructions(self, prompts: Sequence[str]) -> list[str]:
+        if self.policy_tokenizer is None:
+            return list(prompts)
+        return [chat_prompt(self.policy_tokenizer, prompt) for prompt in prompts]
 
     def score(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
-        scores = self.blender.rank(list(prompts), [list(c) for c in candidates], return_scores=True,
+        scores = self.blender.rank(self.instructions(prompts), [list(c) for c in candidates], return_scores=True,
                                    batch_size=self.batch_size)
         return [[float(s) for s in row] for row in scores]
 

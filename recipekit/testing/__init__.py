@@ -12,3 +12,14 @@ def cache_build_lock(entry: Path):
     from filelock import FileLock
 
     return FileLock(f"{entry}.lock")
+
+
+def cached_build(target: Path, build) -> Path:
+    """`target`, a cache entry whose config.json marks it built: `build(target)` runs first if it is
+    missing, in one of the processes that share the cache while the others wait for it."""
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with cache_build_lock(target):
+            if not (target / "config.json").exists():  # else another process built it while this one waited
+                build(target)
+    return target

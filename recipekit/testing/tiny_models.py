@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from recipekit.dataio.atomic import atomic_directory
 from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
 from recipekit.templates.special_tokens import backfill_sentinels
-from recipekit.testing import cache_build_lock
+from recipekit.testing import cached_build
 
 BUILDER_VERSION = 2
 SEED = 1234
@@ -325,26 +323,18 @@ def tiny_model_path(family_name: str, task: str = "causal_lm", head_dim: int | N
     spec = _spec(family, task, shape)
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "tiny_models" / f"{family_name}-{task}-{key}"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with cache_build_lock(target):
-        if (target / "config.json").exists():  # another process built it while this one waited
-            return target
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            tokenizer = _build_tokenizer(family)
-            model = _build_model(family, tokenizer, task, shape)
+
+    def build(entry: Path) -> None:
+        tokenizer = _build_tokenizer(family)
+        model = _build_model(family, tokenizer, task, shape)
+        with atomic_directory(entry) as staging:
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
                 (staging / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
             (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
-            os.rename(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return target
+
+    return cached_build(target, build)
 
 
 def main(argv: list[str] | None = None) -> None:
