@@ -378,3 +378,17 @@ def test_every_recipe_has_a_language_and_its_base_model_a_licence():
     assert {b: base_license(b)[0] for b in bases} == {
         "google/gemma-4-12B-it": "gemma", "google/gemma-3-4b-it": "gemma", "google/gemma-2-9b-it": "gemma",
         "Qwen/Qwen3-4B": "apache-2.0", "sbintuitions/sarashina2.2-3b-instruct-v0.1": "mit"}
+
+
+def test_training_data_named_by_hub_id_is_listed_in_datasets(tiny_model, tmp_path):
+    bitext = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"conversations": []}\n')
+    adapter = train_run(tmp_path / "adapter", CHATBOT, "google/gemma-3-4b-it", data,
+                        datasets=[{"path": bitext, "type": "chat_template"}, {"path": str(data), "type": "chat_template"}])
+    final = merged(tmp_path / "merged", "google/gemma-3-4b-it", adapter, Path(tiny_model("gemma3")) / "config.json",
+                   1e-07, 1e-04)
+    card = hub_card(model_card.write_card(final), base_model="google/gemma-3-4b-it", license="gemma", language=["en"],
+                    private=[tmp_path])
+    assert card.data.datasets == [bitext]  # the local file is in the card's data table, by its relative path
+    assert "| `../train.jsonl` | chat_template |" in card.text
