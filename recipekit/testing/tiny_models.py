@@ -19,12 +19,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from recipekit.checkpoints.origin import write_origin
 from recipekit.dataio.atomic import atomic_directory
 from recipekit.paths import CHAT_TEMPLATES_DIR, cache_dir
 from recipekit.templates.special_tokens import backfill_sentinels
 from recipekit.testing import cached_build
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 3: origin.json says the model is a stand-in
 SEED = 1234
 VOCAB_SIZE = 640  # 256 byte tokens + merges + the family's special tokens
 
@@ -333,6 +334,8 @@ def tiny_model_path(family_name: str, task: str = "causal_lm", head_dim: int | N
             for name, content in (family.multimodal.processor_files if family.multimodal else {}).items():
                 (staging / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
             (staging / "tiny_model_spec.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+            # A model card of a checkpoint trained from it names the recipe's base_model, which it stands in for.
+            write_origin(staging, f"a random-init tiny {family_name} model, built locally by recipekit.testing.tiny_models")
 
     return cached_build(target, build)
 

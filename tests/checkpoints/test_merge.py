@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from helpers import run_script
+from helpers import hub_card, run_script
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from recipekit.checkpoints.merge import main as merge_main
 from recipekit.checkpoints.probes import probe_logits, probe_texts
+from recipekit.checkpoints.quantize import main as quantize_main
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
 from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.recipe_config import load_recipe, read_header
@@ -138,14 +139,17 @@ def test_chain_saves_template_eos_and_manifest(chain, gemma4):
 
 
 def test_merged_checkpoint_carries_its_model_card(chain, gemma4):
+    """PEFT-made adapters name no recipe, so nothing says what the tiny base stands in for: the card leaves
+    base_model, licence and language out and says why."""
     out = chain["out"]
-    card = ModelCard.load(out / "README.md")
+    card = hub_card(out / "README.md", base_model=None, license=None, language=None, private=[chain["root"], gemma4])
     assert card.data.model_name == "merged" and card.data.pipeline_tag == "text-generation"
-    assert card.data.base_model is None  # a local path is no hub id
     merge = json.loads((out / "manifest.json").read_text())["merge"]
-    assert f"| Base model | `{gemma4}` |" in card.text
+    assert (f"| Base model | not named in the metadata: the first run's base model `{gemma4.name}` is a stand-in (a "
+            "random-init tiny gemma4 model, built locally by recipekit.testing.tiny_models), and no training run's "
+            "recipe names the model it stands for |") in card.text
     assert f"max abs logit difference {merge['max_abs_logit_diff']} (tolerance {merge['tolerance']})" in card.text
-    assert f"adapters `{chain['a1']}`, `{chain['a2']}`" in card.text
+    assert "adapters `../stage1`, `../stage2`" in card.text  # relative to the card's directory
     assert "No training run's manifest was found" in card.text  # PEFT-made adapters, no training manifest
     assert f"model card {out / 'README.md'}" in chain["proc"].stdout
 
@@ -309,6 +313,13 @@ def test_merge_an_adapter_axolotl_trained(axolotl_adapter, tmp_path):
     assert f"| `max_steps` | {SMOKE_STEPS} |" in card and f"| `micro_batch_size` | {config['micro_batch_size']} |" in card
     for item in read_header(REPO_ROOT / "recipes" / "supervisor_stage1.yml").deviations:
         assert f"- {item}\n" in card
+    # the tiny base stood in for the recipe's base model, which the card names with its licence and language
+    hub = {"base_model": "google/gemma-4-12B-it", "license": "gemma", "language": ["ko"],
+           "private": [tmp_path, base, axolotl_adapter.output_dir.parent]}
+    hub_card(out / "README.md", **hub)
+    # and so does the 4-bit export of the merged model, followed back through the merge to the training run
+    assert quantize_main(["--model", str(out), "--out", str(tmp_path / "nf4"), "--device", "cpu"]) == 0
+    hub_card(tmp_path / "nf4" / "README.md", **hub)
 
 
 def test_merged_gemma3_keeps_its_processor_and_vision_tower(tiny_model, tmp_path):

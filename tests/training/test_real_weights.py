@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import hub_card
 from transformers import AutoTokenizer
 
 from recipekit.chatbot.scoring import main as chatbot_eval_main
@@ -26,7 +27,7 @@ from recipekit.paths import RECIPES_DIR
 from recipekit.templates.chat_format import inference_prompt, to_messages
 from recipekit.templates.special_tokens import CHAT_SPECIAL_TOKENS, strip_special_tokens
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.pretrained import smollm2_path
+from recipekit.testing.pretrained import MODEL_ID, smollm2_path
 from recipekit.testing.smoke import cpu_run_overrides, resolve_fixtures, train_with_overrides
 from recipekit.training.recipe_config import load_recipe
 
@@ -119,6 +120,14 @@ def test_replies_are_sensible_text(pipeline, tokenizer, name):
         if problems:
             bad[row["id"]] = (row["output"], problems)
     assert not bad, f"{name}: {len(bad)} of {len(rows)} replies are not sensible text: {bad}"
+
+
+def test_the_merged_models_card_names_the_model_the_base_was_converted_from(pipeline, base_model):
+    """Merging wrote the card, the scorer added its metrics: the base is SmolLM2 by its hub id, with its licence."""
+    _, work = pipeline
+    card = hub_card(work / "merged" / "README.md", base_model=MODEL_ID, license="apache-2.0", language=["en"],
+                    private=[work, base_model])
+    assert {r.dataset_name for r in card.data.eval_results} == {TEST_ROWS.stem}
 
 
 def test_fine_tuning_makes_held_out_replies_likelier(pipeline):

@@ -13,12 +13,13 @@ import re
 import pytest
 import torch
 import yaml
-from huggingface_hub import ModelCard
+from helpers import hub_card
 from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from recipekit.paths import RECIPES_DIR, REPO_ROOT
+from recipekit.reporting.card_facts import RECIPE_LANGUAGES, base_license
 from recipekit.testing.smoke import SMOKE_STEPS
 from recipekit.training.cpu_overrides import cpu_overrides
 from recipekit.training.manifest_plugin import CURVES_JSON, CURVES_PNG, PLUGIN_NAME
@@ -114,7 +115,10 @@ def test_recipe_trains_on_cpu(recipe, shared_smoke_run):
         base = yaml.safe_load(result.config_path.read_text())["base_model"]
         assert lora_modules(result.output_dir) == language_model_linears(base)
     else:  # a full fine-tune gets its model card when training ends, in place of Axolotl's own
-        card = ModelCard.load(result.output_dir / "README.md")
+        # the tiny model it trained stands in for the recipe's base model: the card names that one
+        base_model = load_recipe(recipe)["base_model"]
+        card = hub_card(result.output_dir / "README.md", base_model=base_model, license=base_license(base_model)[0],
+                        language=[RECIPE_LANGUAGES[recipe.name]], private=[result.output_dir.parent])
         assert {"recipekit", "axolotl", "full-fine-tune"} <= set(card.data.tags)
         assert "## Deviations from the source card" in card.text
 
