@@ -14,7 +14,9 @@
 #   4. runs the harness (bench/run.py; the checkout's code, ahead of the bundle's copy of the project,
 #      so the report's git revision is this checkout's) in three parts, each in its own
 #      process under its own time limit, 8 minutes in all: training throughput, MFU and peak
-#      memory of every training variant; scoring throughput with transformers; scoring with vLLM;
+#      memory of every training variant; scoring throughput with transformers; scoring with vLLM
+#      (its OpenAI-compatible server, from the vLLM environment that RECIPEKIT_VLLM_PYTHON names, e.g.
+#      .venv-vllm/bin/python made by `make venv-vllm`; the wheel bundle does not carry it);
 #   5. combines them into one report, DIR/report.json and DIR/report.md, with DIR/manifest.json;
 #      each part's own report and log stay in DIR/parts/. A part that fails or runs out of time is
 #      listed there as not measured; the script then exits 1.

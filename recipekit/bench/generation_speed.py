@@ -5,7 +5,9 @@ greedy with `min_new_tokens = max_new_tokens`, so every row produces exactly M t
 the card's scorer does when its <think> block runs long (the cost of rows that stop early
 inside a batch is not in these figures). Every variant runs the same rows of the same model
 in one run: one row at a time, batches in input order, batches grouped by prompt length as
-the scorers run them (`recipekit.generation.engine.length_sorted_batches`), and vLLM. Each
+the scorers run them (`recipekit.generation.engine.length_sorted_batches`), and vLLM behind its
+OpenAI-compatible server, started from .venv-vllm on the same weights as the scorers start it
+(its start-up is reported apart, not timed; every row is a concurrent request). Each
 variant's generated ids are compared with the one-row loop's. The loop can be timed on fewer
 rows than the set (`loop_rows`); its total is then extrapolated linearly and marked so.
 """
@@ -15,14 +17,23 @@ from __future__ import annotations
 import gc
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from recipekit.bench.model_build import build_model, missing_requirement
+from recipekit.bench.model_build import build_model
 from recipekit.bench.report import runnable
 from recipekit.generation.engine import length_sorted_batches
+from recipekit.generation.vllm_server import (
+    EngineOptions,
+    LocalServer,
+    ParallelRequests,
+    ServerError,
+    connect,
+    vllm_python,
+)
 
 # lengths, batch size -> row indices of each generate call
 Plan = Callable[[Sequence[int], int], list[list[int]]]
@@ -42,10 +53,16 @@ class GenVariant:
     description: str
     plan: Plan | None = None  # None: the vLLM engine, which batches by itself
     static_cache: bool = False
+    refused: str | None = None  # why this model cannot run here, found from its config
 
     def unavailable(self) -> str | None:
+        if self.refused:
+            return self.refused
         if self.plan is None:
-            return missing_requirement(cuda=True, packages=("vllm",))
+            try:
+                vllm_python()
+            except ServerError as err:
+                return str(err)
         return None
 
 
@@ -57,8 +74,16 @@ GEN_VARIANTS = (
                                    "dynamic cache", length_sorted_batches),
     GenVariant("b_batched_sorted_static", "as b_batched_sorted, static cache", length_sorted_batches,
                static_cache=True),
-    GenVariant("c_vllm", "vLLM offline engine, same weights, every prompt in one call"),
+    GenVariant("c_vllm", "vLLM's OpenAI-compatible server, same weights, every prompt a concurrent request"),
 )
+
+
+def vllm_refuses(config: Any, device: str) -> str | None:
+    """Why vLLM's CPU build cannot serve this model, or None: its attention kernels take no head narrower than 32."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    if device == "cpu" and head_dim < 32:
+        return f"vLLM's CPU attention kernels take heads of 32 and wider; this model's are {head_dim}"
+    return None
 
 
 def make_prompts(lengths: Sequence[int], vocab_size: int, seed: int) -> list[list[int]]:
@@ -115,16 +140,22 @@ def _time_transformers(model, prompts, batches, *, new_tokens, pad_id, device, s
     return outputs, time.perf_counter() - started
 
 
-def _time_vllm(folder: str, prompts, *, new_tokens, seed):
-    from vllm import LLM, SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    engine = LLM(model=folder, skip_tokenizer_init=True, dtype="bfloat16", seed=seed)
-    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
+def _time_vllm(folder: str, prompts, *, new_tokens, seed, dtype):
+    """(new ids by row index, seconds, start-up seconds): random prompt ids, so no tokenizer is loaded."""
     started = time.perf_counter()
-    outputs = engine.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params)
-    seconds = time.perf_counter() - started
-    return {i: list(o.outputs[0].token_ids) for i, o in enumerate(outputs)}, seconds
+    server = LocalServer(folder, Path(folder) / "vllm_server.log",
+                         EngineOptions(dtype=str(dtype).removeprefix("torch."), extra_args=("--skip-tokenizer-init",)))
+    try:
+        startup = time.perf_counter() - started
+        outputs: dict[int, list[int]] = {}
+        bodies = [{"prompt": p, "max_tokens": new_tokens, "min_tokens": new_tokens, "ignore_eos": True,
+                   "temperature": 0.0, "seed": seed, "return_token_ids": True} for p in prompts]
+        started = time.perf_counter()
+        ParallelRequests(connect([server.url], local=server)).map(
+            bodies, lambda i, answer: outputs.__setitem__(i, answer["choices"][0]["token_ids"]), desc="c_vllm")
+        return outputs, time.perf_counter() - started, startup
+    finally:
+        server.close()
 
 
 def _release(device: str) -> None:
@@ -147,6 +178,7 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
     prompts = make_prompts(lengths, config.vocab_size, seed)
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     model = build_model(config, attn_implementation="sdpa", device=device, dtype=dtype, seed=seed).eval()
+    variants = [replace(v, refused=vllm_refuses(config, device)) if v.plan is None else v for v in variants]
     available = [v for v in variants if not v.unavailable()]
     plans = {}  # variant name -> (batch size, row indices of each generate call)
     for variant in (v for v in available if v.plan):
@@ -160,12 +192,15 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
                 model, prompts, plans[variant.name][1], new_tokens=new_tokens, pad_id=pad_id, device=device,
                 static=variant.static_cache, warm_up=turn == 0, desc=f"{variant.name} {turn + 1}/{repeats}")
             runs[variant.name] = (outputs, min(seconds, runs[variant.name][1]) if variant.name in runs else seconds)
+    startups = {}
     for variant in (v for v in available if v.plan is None):  # vLLM, last: it needs the GPU memory the model holds
         with tempfile.TemporaryDirectory(prefix="bench-vllm-") as folder:
             model.save_pretrained(folder)
             model = None
             _release(device)
-            runs[variant.name] = _time_vllm(folder, prompts, new_tokens=new_tokens, seed=seed)
+            outputs, seconds, startups[variant.name] = _time_vllm(folder, prompts, new_tokens=new_tokens, seed=seed,
+                                                                  dtype=dtype)
+            runs[variant.name] = (outputs, seconds)
     model = None
     _release(device)
     loop_outputs = runs[LOOP][0] if LOOP in runs else None
@@ -175,6 +210,8 @@ def run_generation_suite(config: Any, prompt_lengths: Sequence[int], *, new_toke
         size, batches = plans.get(variant.name, (None, None))
         record: dict[str, Any] = {"batch_size": size,
                                   "prompt_padding": padding_fraction(lengths, batches) if batches else None}
+        if variant.name in startups:
+            record["startup_seconds"] = round(startups[variant.name], 1)
         if variant.name != LOOP and loop_outputs is not None:
             record["same_outputs_as_loop"] = all(outputs[i] == ids for i, ids in loop_outputs.items())
         tokens, timed_rows = sum(map(len, outputs.values())), len(outputs)

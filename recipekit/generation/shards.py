@@ -275,5 +275,19 @@ def fill(workers: Workers, out: str | Path, name: str, rows: Sequence[dict[str, 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     store = PredictionStore(path, required)
-    generate(workers.shard.select(rows) if workers.shard else list(rows), store)
+    mine = workers.shard.select(rows) if workers.shard else list(rows)
+    generate(mine, store)
+    in_input_order(path, mine, required)
     return path
+
+
+def in_input_order(path: Path, rows: Sequence[dict[str, Any]], required: Iterable[str]) -> None:
+    """Rewrite PATH with its rows in the order of `rows` (rows finish in any order, e.g. a vLLM server's), so
+    that what reads it next, such as a training set, does not depend on which request finished first."""
+    if not path.exists():
+        return
+    position = {str(row["id"]): index for index, row in enumerate(rows)}
+    found = read_predictions(path, required)
+    ordered = sorted(found, key=lambda row: position.get(str(row["id"]), len(position)))
+    if ordered != found:
+        atomic_write_text(path, "".join(json_line(row) for row in ordered))

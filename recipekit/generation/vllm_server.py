@@ -216,8 +216,8 @@ class ParallelRequests:
         """POST every body to /v1/completions; `on_answer(index, answer)` runs here, in this thread, as each
         answer arrives, so callers may write files from it."""
         slots: queue.Queue[ServerConnection] = queue.Queue()
-        for server in self.servers:
-            for _ in range(self.concurrency):
+        for _ in range(self.concurrency):  # interleaved, so that even a few rows go to every server
+            for server in self.servers:
                 slots.put(server)
 
         def send(body: dict[str, Any]) -> dict[str, Any]:

