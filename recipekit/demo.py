@@ -1,6 +1,6 @@
 """`make demo`: the supervisor pipeline end to end on CPU, with the tiny Gemma 4 model.
 
-It runs the same commands the README gives for the real model, only on bundled sample
+It runs the same commands docs/supervisor.md gives for the real model, only on bundled sample
 data and with CPU overrides layered on the recipes (which are never edited):
 
   1. prepare stage-1 (question, answer) conversations and stage-2 supervisor rows;

@@ -27,7 +27,7 @@ from recipekit.dataio.atomic import atomic_write_text
 from recipekit.paths import REPO_ROOT
 
 ORIGIN_NAME = "origin.json"
-# The repository's git-ignored folders, which recipes and the README's steps name by relative paths
+# The repository's git-ignored folders, which recipes and the docs' steps name by relative paths
 # shaped like hub ids (outputs/supervisor_stage1_merged).
 REPO_DATA_FOLDERS = ("outputs", "data", "last_run_prepared")
 _HUB_CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
