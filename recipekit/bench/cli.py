@@ -39,7 +39,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=SUITES + ("prep", "all"), default="all")
     parser.add_argument("--out", type=Path, required=True, help="report path without extension")
-    parser.add_argument("--tiny", action="store_true", help="tiny Gemma 4 and a few short rows: a CPU code-path check")
+    parser.add_argument("--tiny", action="store_true", help="a few short rows (and the tiny Gemma 4 unless --model-config names "
+                                                               "another): a CPU run")
     parser.add_argument("--model-config", type=Path, help="config.json of the model to build (needed without --tiny)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequence-len", type=int, help="default 4096 (128 with --tiny)")

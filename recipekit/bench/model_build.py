@@ -23,11 +23,11 @@ class BenchError(RecipekitError, RuntimeError):
 
 
 def load_text_config(model_config: str | Path | None, tiny: bool):
-    """The decoder config to build: the tiny Gemma 4, or the text part of a config.json file."""
+    """The decoder config to build: the text part of a config.json file, or with `tiny` and none the tiny Gemma 4."""
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if tiny:
+    if tiny and model_config is None:
         return AutoConfig.from_pretrained(tiny_model_path("gemma4")).get_text_config()
     if model_config is None:
         raise BenchError("--model-config is required without --tiny: the config.json of the model to build "
