@@ -206,7 +206,10 @@ def test_a_killed_shard_resumes_and_the_replicas_finish_the_merge(single, gemma4
     log = (Shard(1, 2).dir(out) / "worker.log").read_text(encoding="utf-8")
     assert "dropped a half-written last line" in log
     assert f"{share} rows, {before.count(chr(10))} already in" in log
-    assert killed.read_text(encoding="utf-8").startswith(before)  # resumed, not redone
+    finished = killed.read_text(encoding="utf-8").splitlines()
+    assert set(before.splitlines()) <= set(finished)  # resumed, not redone: the rows written before are kept as they were
+    assert [json.loads(line)["id"] for line in finished] == [  # and the shard's file is in input order
+        r["id"] for r in read_jsonl(TEST_ROWS)[:LIMIT] if shard_of(r["id"], 2) == 1]
     merged = read_jsonl(out / "predictions.jsonl")
     assert len(merged) == LIMIT and {row["id"]: row for row in merged} == by_id(single / "predictions.jsonl")
 

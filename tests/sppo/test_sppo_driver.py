@@ -22,7 +22,7 @@ import yaml
 from helpers import read_jsonl, stand_in_model
 
 from recipekit.checkpoints.load import TRAINER_STATE, complete_checkpoints
-from recipekit.generation.engine import Generated
+from recipekit.generation.engine import Generated, TransformersGenerator
 from recipekit.generation.predictions import PredictionStore
 from recipekit.sppo import alpaca_eval, driver
 from recipekit.sppo.generate import GENERATION_FIELDS, PromptFileError, read_prompts, sample_responses
@@ -351,7 +351,9 @@ def test_win_rate_counts_ties_as_half():
         "win_rate": (1 + 0.5 + 0 + 0.5) / 4, "wins": 1, "ties": 2, "losses": 1, "heldout": 4}
 
 
-class RecordingGenerator:
+class RecordingGenerator(TransformersGenerator):
+    """Transformers' sampling (reply k drawn with seed + k) over a scripted generate: no model is loaded."""
+
     def __init__(self, tokenizer):
         self.tokenizer, self.calls = tokenizer, []
 
