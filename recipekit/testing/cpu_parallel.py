@@ -46,11 +46,35 @@ def _cpu_backend() -> str | None:
     return by_device.get("cpu")
 
 
+def _start_deepspeed_state() -> None:
+    """accelerate's process state for DeepSpeed on CPU processes: gloo, one rank per process.
+
+    accelerate makes a run DeepSpeed only when it is not told the run is on CPU (ACCELERATE_USE_CPU
+    gives MULTI_CPU, and the trainer then wraps the model in DistributedDataParallel, although
+    ZeRO-3 has already partitioned its weights), and it finds a backend only for an accelerator:
+    with none and no backend named, each rank counts itself one process of one. Named here, gloo
+    goes to deepspeed.init_distributed and the state holds both ranks; the trainer keeps it
+    (`accelerator_config.use_configured_state`) instead of rebuilding it from the environment.
+    """
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # Axolotl sets it too, after this hook
+    PartialState(backend="gloo")
+
+
 class CpuDataParallelPlugin(BasePlugin):
-    """DDP over CPU processes with gloo; for launches of several processes only."""
+    """DDP, or DeepSpeed when the config names a `deepspeed` file, over CPU processes with gloo;
+    for launches of several processes only."""
 
     def register(self, cfg):
-        os.environ["ACCELERATE_USE_CPU"] = "true"
+        if not cfg.get("deepspeed"):
+            os.environ["ACCELERATE_USE_CPU"] = "true"
+            return
+        # DeepSpeed finds no accelerator here and would guess; its CPU accelerator it is.
+        os.environ["DS_ACCELERATOR"] = "cpu"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # not `axolotl preprocess`, which runs alone
+            _start_deepspeed_state()
+            cfg["accelerator_config"] = {**(cfg.get("accelerator_config") or {}), "use_configured_state": True}
 
     def load_datasets(self, cfg, preprocess=False):
         # The first plugin hook after normalize_config and before any model (policy or
@@ -63,6 +87,18 @@ class CpuDataParallelPlugin(BasePlugin):
         return {"ddp_backend": "gloo"}
 
 
+def recorded_plugins(recipe: str | Path) -> list[str]:
+    """The recipe's plugins plus the rank recorder."""
+    from recipekit.training.recipe_config import load_recipe
+
+    return [*(load_recipe(recipe).get("plugins") or []), RECORD_PLUGIN]
+
+
+def read_records(output_dir: str | Path, steps: int, nproc: int) -> dict[int, list[dict[str, Any]]]:
+    """Every rank's record of a run, by step (0: at the start) then rank."""
+    return {step: [read_record(output_dir, step, rank) for rank in range(nproc)] for step in range(steps + 1)}
+
+
 def record_path(output_dir: str | Path, step: int, rank: int) -> Path:
     return Path(output_dir) / RECORD_DIR / f"step{step}_rank{rank}.pt"
 
@@ -72,11 +108,23 @@ def read_record(output_dir: str | Path, step: int, rank: int = 0) -> dict[str, A
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard."""
+    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard
+    (a ZeRO-3 one is gathered by the caller)."""
     tensor = tensor.detach()
     if hasattr(tensor, "full_tensor"):
         tensor = tensor.full_tensor()
     return tensor.float().cpu().clone()
+
+
+def _engine(model) -> dict[str, Any]:
+    """What wraps `model` for training, read from the object: its class and, for DeepSpeed, the ZeRO stage."""
+    stage = model.zero_optimization_stage() if hasattr(model, "zero_optimization_stage") else None
+    return {"wrapper": type(model).__name__, "zero_stage": stage}
+
+
+def _zero3_shares(named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
+    """This rank's partition of each ZeRO-3 parameter (its `ds_tensor`); empty for any other engine."""
+    return {name: _full(p.ds_tensor) for name, p in named if hasattr(p, "ds_tensor")}
 
 
 class RankRecordCallback(TrainerCallback):
@@ -95,16 +143,33 @@ class RankRecordCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.on_step_end(args, state, control)
 
+    def _params(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(every trainable parameter whole, this rank's ZeRO-3 share of each). Under ZeRO-3 the
+        parameters are gathered for the copy, a collective call that every rank makes here."""
+        trainable = self._trainable()
+        shares = _zero3_shares(trainable)
+        if not shares:
+            return {name: _full(p) for name, p in trainable}, shares
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p for _, p in trainable]):
+            return {name: _full(p) for name, p in trainable}, shares
+
     def on_step_end(self, args, state, control, **kwargs):
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
+        params, shares = self._params()
+        reference = getattr(self.trainer, "ref_model", None)
         record = {
             "world_size": torch.distributed.get_world_size() if distributed else 1,
             "backend": _cpu_backend() if distributed else None,
-            # what the trainer steps through: DistributedDataParallel, or the model itself
-            "wrapper": type(self.trainer.model_wrapped).__name__,
-            "grads": self.grads,
-            "params": {name: _full(p) for name, p in self._trainable()},
+            # what the trainer steps through (DistributedDataParallel, DeepSpeedEngine, or the model itself)
+            **_engine(self.trainer.model_wrapped),
+            # and the reference model of a preference trainer, where it has one
+            "reference": _engine(reference) if reference is not None else None,
+            "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
+            "params": params,
+            "zero3_shares": shares,
         }
         path = record_path(args.output_dir, state.global_step, rank)
         path.parent.mkdir(parents=True, exist_ok=True)

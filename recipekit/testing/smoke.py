@@ -27,6 +27,7 @@ import yaml
 from recipekit.checkpoints.load import complete_checkpoints
 from recipekit.cli import command
 from recipekit.errors import RecipekitError
+from recipekit.paths import REPO_ROOT
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
@@ -153,6 +154,8 @@ def write_run_config(recipe: Path, workdir: Path, overrides: dict[str, Any], npr
     """The recipe plus `overrides` (and, for `nproc` > 1, the data-parallel plugin), written as WORKDIR/NAME.run.yml."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = apply_overrides(load_recipe(recipe), overrides)
+    if isinstance(config.get("deepspeed"), str):  # recipes name launcher files from the repository root
+        config["deepspeed"] = str(REPO_ROOT / config["deepspeed"])
     if nproc > 1:
         from recipekit.testing.cpu_parallel import DATA_PARALLEL_PLUGIN
 
