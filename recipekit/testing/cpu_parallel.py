@@ -62,6 +62,27 @@ def _start_deepspeed_state() -> None:
     PartialState(backend="gloo")
 
 
+class GlooZeroCallback(TrainerCallback):
+    """Lets ZeRO-1/2 gather its updated weights over gloo.
+
+    After each step ZeRO-1/2 all-gathers every rank's partition into one flat buffer per
+    parameter group (`bit16_groups_flat`, which requires grad: the parameters concatenated with
+    autograd on). Its step runs with autograd on, and gloo fills the buffer through views split
+    from it, which autograd refuses to write in place: "Output 0 of Split is a view and is being
+    modified inplace". NCCL writes the buffer directly, so on GPUs it never arises. An optimiser
+    step is never differentiated (torch's own optimisers step under no_grad), so ZeRO's step is
+    run under no_grad too, once the engine is built.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        optimizer = getattr(self.trainer.model_wrapped, "optimizer", None)
+        if hasattr(optimizer, "bit16_groups_flat"):  # ZeRO-1/2's optimizer; ZeRO-3 gathers into plain buffers
+            optimizer.step = torch.no_grad()(optimizer.step)
+
+
 class CpuDataParallelPlugin(BasePlugin):
     """DDP, or DeepSpeed when the config names a `deepspeed` file, over CPU processes with gloo;
     for launches of several processes only."""
@@ -86,6 +107,9 @@ class CpuDataParallelPlugin(BasePlugin):
     def get_training_args(self, cfg):
         return {"ddp_backend": "gloo"}
 
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        return [GlooZeroCallback(trainer)] if cfg.deepspeed else []
+
 
 def recorded_plugins(recipe: str | Path) -> list[str]:
     """The recipe's plugins plus the rank recorder."""
@@ -97,6 +121,28 @@ def recorded_plugins(recipe: str | Path) -> list[str]:
 def read_records(output_dir: str | Path, steps: int, nproc: int) -> dict[int, list[dict[str, Any]]]:
     """Every rank's record of a run, by step (0: at the start) then rank."""
     return {step: [read_record(output_dir, step, rank) for rank in range(nproc)] for step in range(steps + 1)}
+
+
+def zero3_share_problems(ranks: list[dict[str, Any]]) -> list[str]:
+    """What keeps the ranks' ZeRO-3 shares (one record per rank, of one step) from being disjoint
+    parts that, in rank order, make up each parameter that every rank gathered; [] when they are."""
+    problems = []
+    if not ranks[0]["zero3_shares"] or ranks[0]["zero3_shares"].keys() != ranks[0]["params"].keys():
+        return ["not every trainable parameter is a ZeRO-3 partition"]
+    for name, whole in ranks[0]["params"].items():
+        shares = [r["zero3_shares"][name] for r in ranks]
+        if len({s.numel() for s in shares}) != 1 or shares[0].numel() >= whole.numel():
+            problems.append(f"{name}: shares of {[s.numel() for s in shares]} for {whole.numel()} elements")
+        elif not torch.equal(torch.cat(shares)[:whole.numel()], whole.flatten()):
+            problems.append(f"{name}: the shares in rank order are not the parameter")
+        elif not all(torch.equal(r["params"][name], whole) for r in ranks):
+            problems.append(f"{name}: the ranks gathered different parameters")
+    return problems
+
+
+def zero3_split(ranks: list[dict[str, Any]]) -> list[int]:
+    """How many elements of the trainable parameters each rank holds (padding included)."""
+    return [sum(s.numel() for s in r["zero3_shares"].values()) for r in ranks]
 
 
 def record_path(output_dir: str | Path, step: int, rank: int) -> Path:

@@ -33,7 +33,7 @@ from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
 from recipekit.training.cpu_overrides import short_run_overrides
 from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
-from recipekit.training.runner import check_training, launch_options, run_axolotl
+from recipekit.training.runner import check_training, launch_options, preprocess_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
@@ -179,7 +179,8 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     # stays covered by tests/training/test_launch.py.
     options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
-        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", **run)
+        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", options=preprocess_options(config),
+                    **run)
         options = launch_options(nproc)
     log_path = workdir / "axolotl_train.log"
     output = run_axolotl("train", config_path, log_path, options=options, **run)
