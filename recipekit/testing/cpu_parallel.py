@@ -213,6 +213,8 @@ class RankRecordCallback(TrainerCallback):
             **_engine(self.trainer.model_wrapped),
             # and the reference model of a preference trainer, where it has one
             "reference": _engine(reference) if reference is not None else None,
+            # the optimiser that steps the weights: DeepSpeed's own (CPU Adam under offload) or the trainer's
+            "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", self.trainer.optimizer)).__name__,
             "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
             "params": params,
             "zero3_shares": shares,

@@ -10,8 +10,12 @@ says why). The first step's logged loss must agree to 1e-3 relative (four printe
 from __future__ import annotations
 
 import pytest
+import torch
+import yaml
+from helpers import run_script
+from safetensors.torch import load_file
 
-from recipekit.paths import LAUNCH_DIR, RECIPES_DIR
+from recipekit.paths import LAUNCH_DIR, RECIPES_DIR, REPO_ROOT
 from recipekit.testing.cpu_parallel import read_records, recorded_plugins, zero3_share_problems, zero3_split
 from recipekit.testing.smoke import SmokeError, smoke_train
 
@@ -23,6 +27,7 @@ LOGGED_DIGITS = 1e-3
 SAME_ROWS = {"micro_batch_size": 1, "sequence_len": 128, "curriculum_sampling": True}
 RUNS = {  # id: (recipe, launcher file, ZeRO stage it names)
     "reward-zero2": (REWARD, "zero2.json", 2),
+    "reward-zero2-offload": (REWARD, "zero2_offload.json", 2),
     "lora-zero2": (CHATBOT_LORA, "zero2.json", 2),
     "lora-zero3": (CHATBOT_LORA, "zero3.json", 3),
 }
@@ -77,3 +82,31 @@ def test_the_reward_model_under_zero3_stops_in_axolotls_classification_head_chec
     log = (tmp_path / "axolotl_train.log").read_text(encoding="utf-8")
     assert "in _reinitialize_classification_head" in log, failed.value
     assert "max(): Expected reduction dim to be specified for input.numel() == 0" in log
+
+
+def test_an_offloaded_optimizer_is_deepspeeds_cpu_adam_and_the_others_the_recipes(run):
+    """With the optimizer offloaded, accelerate hands DeepSpeed its CPU Adam (compiled here on first
+    use) in place of the recipe's torch AdamW (README, footnote 2 of the engine table)."""
+    _, _, two, records, name = run
+    expected = "DeepSpeedCPUAdam" if "offload" in name else "AdamW"
+    assert {r["optimizer"] for ranks in records.values() for r in ranks} == {expected}
+
+
+def test_a_zero3_adapter_is_saved_whole_and_merges_and_exports_to_4_bit(run, tmp_path):
+    """zero3.json asks for the 16-bit gather on save, so the ZeRO-3 run's adapter file holds the
+    trained weights whole (those every rank gathered after the step), which merge/ takes as any other."""
+    _, _, two, records, name = run
+    if name != "lora-zero3":
+        pytest.skip("one ZeRO-3 adapter run; ZeRO-2 saves whole weights as DDP does")
+    saved = load_file(two.output_dir / "adapter_model.safetensors")
+    trained = {key.replace(".default.", "."): value for key, value in records[1][0]["params"].items()}
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[key].float(), value) for key, value in trained.items())
+
+    base = yaml.safe_load(two.config_path.read_text(encoding="utf-8"))["base_model"]
+    merged, nf4 = tmp_path / "merged", tmp_path / "nf4"
+    done = run_script(REPO_ROOT / "merge" / "merge_lora.py", "--base", base, "--adapter", two.output_dir,
+                      "--out", merged, "--device", "cpu", "--dtype", "float32")
+    assert done.returncode == 0, done.stderr
+    done = run_script(REPO_ROOT / "merge" / "quantize_4bit.py", "--model", merged, "--out", nf4, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
