@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing.cpu_parallel import read_records, recorded_plugins
@@ -83,3 +84,13 @@ def test_each_step_updates_the_weights_as_the_single_process_run_does(sppo_zero3
             ours, update = two[step][0]["params"][name] - start[name], p - start[name]
             assert update.abs().max() > 0, f"step {step}: {name} did not train"
             assert (ours - update).norm() <= UPDATE_TOLERANCE * update.norm(), f"step {step}: {name}"
+
+
+def test_the_zero3_save_is_the_trained_model_whole(sppo_zero3):
+    """zero3.json asks for the 16-bit gather on save: model.safetensors holds every weight whole,
+    those every rank gathered after the last step, as merge/ and the 4-bit export read them."""
+    _, _, two_run, two = sppo_zero3
+    saved = load_file(two_run.output_dir / "model.safetensors")
+    trained = two[STEPS][0]["params"]
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[name].float(), p) for name, p in trained.items())
