@@ -11,9 +11,13 @@ CPUs. Two things stand in the way, and neither has a config key:
   it each process finds no accelerator and trains alone, never wrapped in
   DistributedDataParallel, although torch.distributed is up: two runs, not one.
 
+With a `deepspeed` config it is one DeepSpeed ZeRO job instead (DS_ACCELERATOR=cpu, gloo):
+see `_start_deepspeed_state` and `GlooZeroCallback` for what that takes.
+
 `RankRecordPlugin` has every rank save, at the start and after each optimiser step, the
 gradients the optimiser was given and the trainable parameters, with the process group
-it ran in, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
+it ran in, the engine and optimiser it stepped through and, under ZeRO-3, its share of each
+parameter, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
 
 Run as a module under torchrun, this writes a LoRA model sharded by FSDP2 over the
 processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
@@ -190,16 +194,19 @@ class RankRecordCallback(TrainerCallback):
         self.on_step_end(args, state, control)
 
     def _params(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(every trainable parameter whole, this rank's ZeRO-3 share of each). Under ZeRO-3 the
-        parameters are gathered for the copy, a collective call that every rank makes here."""
+        """(every trainable parameter whole, this rank's ZeRO-3 share of each). Under ZeRO-3 the whole
+        parameter is put together from every rank's share (a collective call each rank makes here),
+        not read from ZeRO's own gather buffers, which its prefetching may be filling at this point."""
         trainable = self._trainable()
         shares = _zero3_shares(trainable)
         if not shares:
             return {name: _full(p) for name, p in trainable}, shares
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters([p for _, p in trainable]):
-            return {name: _full(p) for name, p in trainable}, shares
+        params = {}
+        for name, p in trainable:
+            parts = [torch.empty_like(p.ds_tensor) for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather(parts, p.ds_tensor.detach())
+            params[name] = _full(torch.cat(parts)[:p.ds_numel].view(p.ds_shape))
+        return params, shares
 
     def on_step_end(self, args, state, control, **kwargs):
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
