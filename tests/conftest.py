@@ -34,6 +34,10 @@ for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGING
             "TRANSFORMERS_CACHE", "HF_XET_CACHE", "KERNELS_CACHE", "LOCAL_KERNELS", "SENTENCE_TRANSFORMERS_HOME"):
     os.environ.pop(var, None)
 os.environ["RECIPEKIT_CACHE"] = str(_SESSION_TMP / "recipekit-cache")
+# DeepSpeed compiles its CPU ops (the shared-memory comm op of every run, CPU Adam) on first use:
+# once per session, shared by the workers (torch locks the build), not once per worker; a
+# TORCH_EXTENSIONS_DIR set outside keeps them between sessions.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_SESSION_TMP / "torch-extensions"))
 for var, sub in {
     "HF_HOME": "hf-home",
     "HF_DATASETS_CACHE": "hf-datasets",

@@ -11,9 +11,13 @@ CPUs. Two things stand in the way, and neither has a config key:
   it each process finds no accelerator and trains alone, never wrapped in
   DistributedDataParallel, although torch.distributed is up: two runs, not one.
 
+With a `deepspeed` config it is one DeepSpeed ZeRO job instead (DS_ACCELERATOR=cpu, gloo):
+see `_start_deepspeed_state` and `GlooZeroCallback` for what that takes.
+
 `RankRecordPlugin` has every rank save, at the start and after each optimiser step, the
 gradients the optimiser was given and the trainable parameters, with the process group
-it ran in, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
+it ran in, the engine and optimiser it stepped through and, under ZeRO-3, its share of each
+parameter, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
 
 Run as a module under torchrun, this writes a LoRA model sharded by FSDP2 over the
 processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
@@ -46,11 +50,56 @@ def _cpu_backend() -> str | None:
     return by_device.get("cpu")
 
 
+def _start_deepspeed_state() -> None:
+    """accelerate's process state for DeepSpeed on CPU processes: gloo, one rank per process.
+
+    accelerate makes a run DeepSpeed only when it is not told the run is on CPU (ACCELERATE_USE_CPU
+    gives MULTI_CPU, and the trainer then wraps the model in DistributedDataParallel, although
+    ZeRO-3 has already partitioned its weights), and it finds a backend only for an accelerator:
+    with none and no backend named, each rank counts itself one process of one. Named here, gloo
+    goes to deepspeed.init_distributed and the state holds both ranks; the trainer keeps it
+    (`accelerator_config.use_configured_state`) instead of rebuilding it from the environment.
+    """
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # Axolotl sets it too, after this hook
+    PartialState(backend="gloo")
+
+
+class GlooZeroCallback(TrainerCallback):
+    """Lets ZeRO-1/2 gather its updated weights over gloo.
+
+    After each step ZeRO-1/2 all-gathers every rank's partition into one flat buffer per
+    parameter group (`bit16_groups_flat`, which requires grad: the parameters concatenated with
+    autograd on). Its step runs with autograd on, and gloo fills the buffer through views split
+    from it, which autograd refuses to write in place: "Output 0 of Split is a view and is being
+    modified inplace". NCCL writes the buffer directly, so on GPUs it never arises. An optimiser
+    step is never differentiated (torch's own optimisers step under no_grad), so ZeRO's step is
+    run under no_grad too, once the engine is built.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        optimizer = getattr(self.trainer.model_wrapped, "optimizer", None)
+        if hasattr(optimizer, "bit16_groups_flat"):  # ZeRO-1/2's optimizer; ZeRO-3 gathers into plain buffers
+            optimizer.step = torch.no_grad()(optimizer.step)
+
+
 class CpuDataParallelPlugin(BasePlugin):
-    """DDP over CPU processes with gloo; for launches of several processes only."""
+    """DDP, or DeepSpeed when the config names a `deepspeed` file, over CPU processes with gloo;
+    for launches of several processes only."""
 
     def register(self, cfg):
-        os.environ["ACCELERATE_USE_CPU"] = "true"
+        if not cfg.get("deepspeed"):
+            os.environ["ACCELERATE_USE_CPU"] = "true"
+            return
+        # DeepSpeed finds no accelerator here and would guess; its CPU accelerator it is.
+        os.environ["DS_ACCELERATOR"] = "cpu"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # not `axolotl preprocess`, which runs alone
+            _start_deepspeed_state()
+            cfg["accelerator_config"] = {**(cfg.get("accelerator_config") or {}), "use_configured_state": True}
 
     def load_datasets(self, cfg, preprocess=False):
         # The first plugin hook after normalize_config and before any model (policy or
@@ -62,6 +111,43 @@ class CpuDataParallelPlugin(BasePlugin):
     def get_training_args(self, cfg):
         return {"ddp_backend": "gloo"}
 
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        return [GlooZeroCallback(trainer)] if cfg.deepspeed else []
+
+
+def recorded_plugins(recipe: str | Path) -> list[str]:
+    """The recipe's plugins plus the rank recorder."""
+    from recipekit.training.recipe_config import load_recipe
+
+    return [*(load_recipe(recipe).get("plugins") or []), RECORD_PLUGIN]
+
+
+def read_records(output_dir: str | Path, steps: int, nproc: int) -> dict[int, list[dict[str, Any]]]:
+    """Every rank's record of a run, by step (0: at the start) then rank."""
+    return {step: [read_record(output_dir, step, rank) for rank in range(nproc)] for step in range(steps + 1)}
+
+
+def zero3_share_problems(ranks: list[dict[str, Any]]) -> list[str]:
+    """What keeps the ranks' ZeRO-3 shares (one record per rank, of one step) from being disjoint
+    parts that, in rank order, make up each parameter that every rank gathered; [] when they are."""
+    problems = []
+    if not ranks[0]["zero3_shares"] or ranks[0]["zero3_shares"].keys() != ranks[0]["params"].keys():
+        return ["not every trainable parameter is a ZeRO-3 partition"]
+    for name, whole in ranks[0]["params"].items():
+        shares = [r["zero3_shares"][name] for r in ranks]
+        if len({s.numel() for s in shares}) != 1 or shares[0].numel() >= whole.numel():
+            problems.append(f"{name}: shares of {[s.numel() for s in shares]} for {whole.numel()} elements")
+        elif not torch.equal(torch.cat(shares)[:whole.numel()], whole.flatten()):
+            problems.append(f"{name}: the shares in rank order are not the parameter")
+        elif not all(torch.equal(r["params"][name], whole) for r in ranks):
+            problems.append(f"{name}: the ranks gathered different parameters")
+    return problems
+
+
+def zero3_split(ranks: list[dict[str, Any]]) -> list[int]:
+    """How many elements of the trainable parameters each rank holds (padding included)."""
+    return [sum(s.numel() for s in r["zero3_shares"].values()) for r in ranks]
+
 
 def record_path(output_dir: str | Path, step: int, rank: int) -> Path:
     return Path(output_dir) / RECORD_DIR / f"step{step}_rank{rank}.pt"
@@ -72,11 +158,23 @@ def read_record(output_dir: str | Path, step: int, rank: int = 0) -> dict[str, A
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard."""
+    """The whole tensor, as a plain CPU float32 copy; an FSDP2 parameter holds only this rank's shard
+    (a ZeRO-3 one is gathered by the caller)."""
     tensor = tensor.detach()
     if hasattr(tensor, "full_tensor"):
         tensor = tensor.full_tensor()
     return tensor.float().cpu().clone()
+
+
+def _engine(model) -> dict[str, Any]:
+    """What wraps `model` for training, read from the object: its class and, for DeepSpeed, the ZeRO stage."""
+    stage = model.zero_optimization_stage() if hasattr(model, "zero_optimization_stage") else None
+    return {"wrapper": type(model).__name__, "zero_stage": stage}
+
+
+def _zero3_shares(named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
+    """This rank's partition of each ZeRO-3 parameter (its `ds_tensor`); empty for any other engine."""
+    return {name: _full(p.ds_tensor) for name, p in named if hasattr(p, "ds_tensor")}
 
 
 class RankRecordCallback(TrainerCallback):
@@ -95,16 +193,38 @@ class RankRecordCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.on_step_end(args, state, control)
 
+    def _params(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(every trainable parameter whole, this rank's ZeRO-3 share of each). Under ZeRO-3 the whole
+        parameter is put together from every rank's share (a collective call each rank makes here),
+        not read from ZeRO's own gather buffers, which its prefetching may be filling at this point."""
+        trainable = self._trainable()
+        shares = _zero3_shares(trainable)
+        if not shares:
+            return {name: _full(p) for name, p in trainable}, shares
+        params = {}
+        for name, p in trainable:
+            parts = [torch.empty_like(p.ds_tensor) for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather(parts, p.ds_tensor.detach())
+            params[name] = _full(torch.cat(parts)[:p.ds_numel].view(p.ds_shape))
+        return params, shares
+
     def on_step_end(self, args, state, control, **kwargs):
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
+        params, shares = self._params()
+        reference = getattr(self.trainer, "ref_model", None)
         record = {
             "world_size": torch.distributed.get_world_size() if distributed else 1,
             "backend": _cpu_backend() if distributed else None,
-            # what the trainer steps through: DistributedDataParallel, or the model itself
-            "wrapper": type(self.trainer.model_wrapped).__name__,
-            "grads": self.grads,
-            "params": {name: _full(p) for name, p in self._trainable()},
+            # what the trainer steps through (DistributedDataParallel, DeepSpeedEngine, or the model itself)
+            **_engine(self.trainer.model_wrapped),
+            # and the reference model of a preference trainer, where it has one
+            "reference": _engine(reference) if reference is not None else None,
+            # the optimiser that steps the weights: DeepSpeed's own (CPU Adam under offload) or the trainer's
+            "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", self.trainer.optimizer)).__name__,
+            "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
+            "params": params,
+            "zero3_shares": shares,
         }
         path = record_path(args.output_dir, state.global_step, rank)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,12 +27,13 @@ import yaml
 from recipekit.checkpoints.load import complete_checkpoints
 from recipekit.cli import command
 from recipekit.errors import RecipekitError
+from recipekit.paths import REPO_ROOT
 from recipekit.testing import FIXTURES_DIR
 from recipekit.testing.offline import offline_env
 from recipekit.testing.tiny_models import family_for_base_model, tiny_model_path
 from recipekit.training.cpu_overrides import short_run_overrides
 from recipekit.training.recipe_config import apply_overrides, dump_config, load_recipe
-from recipekit.training.runner import check_training, launch_options, run_axolotl
+from recipekit.training.runner import check_training, launch_options, preprocess_options, run_axolotl
 
 SMOKE_MAP = FIXTURES_DIR / "smoke.yml"
 SMOKE_STEPS = 3  # optimiser steps of a smoke run unless told otherwise
@@ -153,6 +154,8 @@ def write_run_config(recipe: Path, workdir: Path, overrides: dict[str, Any], npr
     """The recipe plus `overrides` (and, for `nproc` > 1, the data-parallel plugin), written as WORKDIR/NAME.run.yml."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = apply_overrides(load_recipe(recipe), overrides)
+    if isinstance(config.get("deepspeed"), str):  # recipes name launcher files from the repository root
+        config["deepspeed"] = str(REPO_ROOT / config["deepspeed"])
     if nproc > 1:
         from recipekit.testing.cpu_parallel import DATA_PARALLEL_PLUGIN
 
@@ -176,7 +179,8 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     # stays covered by tests/training/test_launch.py.
     options = ["--launcher", "python"]
     if nproc > 1:  # prepared once, so every rank reads the same rows from disk
-        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", **run)
+        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", options=preprocess_options(config),
+                    **run)
         options = launch_options(nproc)
     log_path = workdir / "axolotl_train.log"
     output = run_axolotl("train", config_path, log_path, options=options, **run)

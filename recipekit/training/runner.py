@@ -86,6 +86,16 @@ def run_axolotl(command: str, config_path: Path, log_path: Path, *, options: Seq
     return output
 
 
+def preprocess_options(config: dict[str, Any]) -> list[str]:
+    """`axolotl preprocess` options the recipe needs, as its header gives them.
+
+    preprocess prints a sample row by default, through Axolotl's check_example_labels, which reads
+    `input_ids`; a reward model's Bradley-Terry rows hold `input_ids_chosen` and `input_ids_rejected`
+    only, so it stops with KeyError 'input_ids' after the data is prepared. No sample, no error.
+    """
+    return ["--debug-num-examples", "0"] if config.get("reward_model") or config.get("process_reward_model") else []
+
+
 def launch_options(nproc: int) -> list[str]:
     """`axolotl train` options that start `nproc` processes on this machine with torchrun.
 

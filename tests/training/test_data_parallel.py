@@ -22,8 +22,7 @@ six fixture pairs, and every step sees all of them in any order. Adapters start 
 same weights because the manifest plugin every recipe lists seeds before the model is built.
 
 Not run here, and why:
-- DeepSpeed (ZeRO-2/3) is not installed on CPU machines (it is in requirements-gpu.txt),
-  and its CPU accelerator needs Intel's extension for PyTorch and oneCCL.
+- DeepSpeed (ZeRO-2/3) runs on CPU processes too: test_deepspeed.py.
 - FSDP2 shards on CPU with gloo (test_sharded_checkpoint.py saves such a model), but not
   under `axolotl train`: for any fsdp_version 2 config Axolotl 0.19 builds its device mesh
   on "cuda" (axolotl.utils.distributed.build_parallelism_config), which fails on a CPU
@@ -40,7 +39,7 @@ import torch
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.cpu_parallel import RECORD_PLUGIN, read_record
+from recipekit.testing.cpu_parallel import read_records, recorded_plugins
 from recipekit.testing.smoke import smoke_train
 from recipekit.training.recipe_config import load_recipe
 
@@ -49,18 +48,18 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.train]
 CHATBOT = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
 SPPO = RECIPES_DIR / "sppo_gemma2_9b.yml"
 SPPO_PAIRS = FIXTURES_DIR / "prepared" / "sppo_iter1_pairs.jsonl"
-STEPS = (1, 2)
+STEPS = (1, 2)  # the steps of the shared one-process SPPO run (conftest.py)
 LOGGED_DIGITS = 1e-3  # the trainer prints metrics with four significant digits
 SAME_MATHS = 1e-4  # relative; float32 sums taken in another order, nothing more
 
 
 def _train(recipe, workdir, nproc, **extra):
-    plugins = [*load_recipe(recipe)["plugins"], RECORD_PLUGIN]
-    return smoke_train(recipe, workdir, steps=len(STEPS), extra={"plugins": plugins, **extra}, nproc=nproc)
+    return smoke_train(recipe, workdir, steps=len(STEPS), extra={"plugins": recorded_plugins(recipe), **extra},
+                       nproc=nproc)
 
 
 def _records(run, nproc):
-    return {step: [read_record(run.output_dir, step, rank) for rank in range(nproc)] for step in (0, *STEPS)}
+    return read_records(run.output_dir, len(STEPS), nproc)
 
 
 def _close(ours: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], rel: float) -> list[str]:
@@ -75,10 +74,8 @@ def _updates(records, step, rank=0):
 
 
 @pytest.fixture(scope="module")
-def sppo_one(tmp_path_factory):
-    pairs = len(SPPO_PAIRS.read_text(encoding="utf-8").splitlines())
-    one = _train(SPPO, tmp_path_factory.mktemp("sppo-1proc"), 1, micro_batch_size=pairs, gradient_accumulation_steps=1)
-    return one, _records(one, 1)
+def sppo_one(sppo_one_process):
+    return sppo_one_process, _records(sppo_one_process, 1)
 
 
 # sppo: the recipe as written, computing the reference log-probs batch by batch;
