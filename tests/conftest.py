@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,10 +35,12 @@ for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HUGGING
             "TRANSFORMERS_CACHE", "HF_XET_CACHE", "KERNELS_CACHE", "LOCAL_KERNELS", "SENTENCE_TRANSFORMERS_HOME"):
     os.environ.pop(var, None)
 os.environ["RECIPEKIT_CACHE"] = str(_SESSION_TMP / "recipekit-cache")
-# DeepSpeed compiles its CPU ops (the shared-memory comm op of every run, CPU Adam) on first use:
-# once per session, shared by the workers (torch locks the build), not once per worker; a
-# TORCH_EXTENSIONS_DIR set outside keeps them between sessions.
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_SESSION_TMP / "torch-extensions"))
+# DeepSpeed's CPU ops (the shared-memory comm op of every run, CPU Adam): `make venv` builds them
+# into the environment (minutes of compiling); without them they are compiled on first use, once
+# per session, shared by the workers (torch locks the build). A TORCH_EXTENSIONS_DIR set outside wins.
+_PREBUILT_OPS = Path(sys.prefix) / "torch_extensions"
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_PREBUILT_OPS if _PREBUILT_OPS.is_dir()
+                                                  else _SESSION_TMP / "torch-extensions"))
 for var, sub in {
     "HF_HOME": "hf-home",
     "HF_DATASETS_CACHE": "hf-datasets",
