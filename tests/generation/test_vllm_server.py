@@ -114,6 +114,38 @@ def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_se
     assert json.loads((tmp_path / "manifest.json").read_text())["config"]["engine"]["servers"] == 2
 
 
+def test_the_backfill_job_the_judge_and_alpaca_eval_generate_on_the_server(smollm2, servers, tmp_path, capsys):
+    """The other generating commands on the same running server: the backfill job (a reply per legacy row, any
+    trace it lacks rejected with its reason), the pairwise judge (every pair accounted for) and AlpacaEval's
+    answers; each manifest names the engine."""
+    from recipekit.backfill.job import main as backfill_main
+    from recipekit.reward.judge import main as judge_main
+    from recipekit.sppo.alpaca_eval import main as alpaca_main
+
+    served = ["--backend", "vllm", "--server-url", servers[0].url, "--max-new-tokens", "16"]
+    assert backfill_main(["--model", smollm2, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"),
+                          "--out", str(tmp_path / "backfill"), *served]) == 0
+    assert len((tmp_path / "backfill" / "generations.jsonl").read_text().splitlines()) == 6
+    assert json.loads((tmp_path / "backfill" / "manifest.json").read_text())["engine"]["name"] == "vllm"
+
+    data = tmp_path / "candidates.jsonl"
+    data.write_text(json.dumps({"prompt": "Where is my order?", "responses": ["It ships today.", "No idea.",
+                                                                              "Check Your Orders."]}) + "\n")
+    out, rejects = tmp_path / "judged.jsonl", tmp_path / "judge_rejects.jsonl"
+    code = judge_main(["--input", str(data), "--output", str(out), "--rejects", str(rejects), "--judge", smollm2,
+                       *served])
+    assert "pairs judged: 3" in capsys.readouterr().out and code in (0, 2)
+    kept = len(out.read_text().splitlines()) if code == 0 else 0
+    assert kept + len(rejects.read_text().splitlines()) == 3
+
+    assert alpaca_main(["--model", smollm2, "--data", str(FIXTURES_DIR / "raw" / "alpaca_eval_instructions.json"),
+                        "--out", str(tmp_path / "alpaca"), "--limit", "2", *served]) == 0
+    answers = json.loads((tmp_path / "alpaca" / "model_outputs.json").read_text())
+    assert len(answers) == 2 and all(a["output"] for a in answers)
+    engine = json.loads((tmp_path / "alpaca" / "manifest.json").read_text())["config"]["engine"]
+    assert engine["name"] == "vllm" and engine["version"] == "0.32.0"
+
+
 def test_a_server_killed_mid_run_loses_nothing_and_the_rerun_finishes(smollm2, servers, one_server_run, tmp_path,
                                                                     monkeypatch, capsys):
     """The second server dies after a few rows: the command ends with one error line, the rows already answered
@@ -201,20 +233,20 @@ def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(sampled):
     assert [[r.text for r in replies] for replies in second] == [[r.text for r in replies] for replies in first]
 
 
-def _vllm_processes() -> list[str]:
+def _vllm_servers_on(model: str) -> list[str]:
+    """The vLLM server processes on this machine serving `model` (other test runs may serve other models)."""
     done = subprocess.run(["pgrep", "-af", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line and f"--model {model} " in line]
 
 
 def test_the_sppo_driver_generates_on_its_own_server_and_stops_it(gemma2_policy, sampled, tmp_path):
     """The SPPO driver's generate stage with --backend vllm starts a server on the policy and stops it when the
     stage ends (before training would start); its K=5 replies per prompt are the samples a server drew for
     the same prompts with the same seed."""
-    before = _vllm_processes()
     assert sppo_main(["--prompts", str(SPPO_PROMPTS), "--out", str(tmp_path), "--start-model", gemma2_policy,
                       "--limit", "4", "--holdout", "1", "--shard", "0/1", "--backend", "vllm", "--k", "5",
                       "--max-model-len", "1024", "--max-new-tokens", "16", "--dtype", "float32", "--seed", "42"]) == 0
-    assert _vllm_processes() == before
+    assert _vllm_servers_on(gemma2_policy) == []
     rows = [json.loads(line) for line in
             (tmp_path / "iter_1" / "shards" / "00000-of-00001" / "generations.jsonl").read_text().splitlines()]
     by_prompt = {row["prompt"]: row["responses"] for row in rows}
