@@ -25,8 +25,8 @@ MANIFEST_NAME = "manifest.json"
 TRACKED_PACKAGES = (
     "axolotl", "torch", "transformers", "trl", "peft", "datasets", "accelerate",
     "bitsandbytes", "tokenizers", "sacrebleu", "rouge-score", "scikit-learn",
-    "bert-score", "sentence-transformers", "vllm", "flash-attn", "deepspeed",
-)
+    "bert-score", "sentence-transformers", "flash-attn", "deepspeed",
+)  # vLLM lives in its own environment: a generating run records the version its server reports (`engine`)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
