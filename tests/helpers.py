@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from huggingface_hub import ModelCard, metadata_load
 
 from recipekit.cli import exit_status
+from recipekit.generation.engine import ClosingGenerator
 from recipekit.paths import REPO_ROOT, cache_dir
 
 # A "/" that starts a word (not one inside a URL, a closing tag or a relative path such as ../stage1), then a
@@ -73,21 +74,12 @@ def stand_in_model(parent: str | Path, name: str) -> str:
     return str(path)
 
 
-class StandInGeneratorBase:
-    """What every generator offers besides generate(): a context manager, close() and engine(); for stand-ins
-    that script a model's replies (the scheduling and file handling around them is what is tested)."""
+class StandInGeneratorBase(ClosingGenerator):
+    """What every generator offers besides generate(): a context manager and engine(); for stand-ins that script
+    a model's replies (the scheduling and file handling around them is what is tested)."""
 
     def engine(self) -> dict[str, Any]:
         return {"name": "stand-in"}
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def hub_card(path: str | Path, *, base_model: str | None, license: str | None, language: list[str] | None,

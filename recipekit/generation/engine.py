@@ -120,7 +120,20 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
 
 
-class TransformersGenerator:
+class ClosingGenerator:
+    """A generator as a context manager: leaving it calls close(), which frees a model or stops a server."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TransformersGenerator(ClosingGenerator):
     def __init__(self, model, tokenizer, batch_size: int = DEFAULT_BATCH_SIZE):
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
@@ -185,14 +198,8 @@ class TransformersGenerator:
         self.model = None
         free_accelerator_memory()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class VllmServerGenerator:
+class VllmServerGenerator(ClosingGenerator):
     """vLLM behind its OpenAI-compatible server (recipekit/generation/vllm_server.py): one this generator
     starts on `model_path` (stopped by close()), or the running `server_urls`, rows spread over all of them.
     `model_path` gives the tokenizer either way, so prompts are the same token ids as for transformers."""
@@ -261,12 +268,6 @@ class VllmServerGenerator:
     def close(self) -> None:
         if self.local:
             self.local.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _first_difference(sent: list[int], echoed: list[int]) -> str:
