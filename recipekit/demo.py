@@ -56,8 +56,8 @@ DEMO_OVERRIDES = {
 }
 # Steps (--stage1-steps, --stage2-steps) and learning rates; rows per step: one packed 512-token sequence.
 STAGE_STEPS = {"supervisor_stage1.yml": 2, "supervisor_stage2.yml": 20}
-STAGE_LEARNING_RATES = {"supervisor_stage1.yml": 2e-3, "supervisor_stage2.yml": 2e-3}
-# The judgement of the sample data is at most 43 tokens; the stage-1-only model writes until the limit.
+STAGE_LEARNING_RATES = {"supervisor_stage1.yml": 2e-3, "supervisor_stage2.yml": 5e-3}
+# The judgement of the sample data is at most 46 tokens and <|im_end|>; the stage-1-only model writes until the limit.
 MAX_NEW_TOKENS = 48
 EVAL_BATCH_SIZE = 30
 
@@ -122,7 +122,7 @@ def _show_one_row(test_file: Path, predictions: Path) -> None:
 
     rows = {r["id"]: r for r in map(json.loads, test_file.read_text(encoding="utf-8").splitlines())}
     outputs = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
-    shown = next((p for p in outputs if "Different." in p["reference"]), outputs[0])
+    shown = next((p for p in outputs if "Different," in p["reference"]), outputs[0])
     user = next(t["value"] for t in rows[shown["id"]]["conversations"] if t["from"] == "user")
     verdict = parse_verdict(shown["output"]).label
     print(f"\n== one held-out row ({shown['id']})\n{user}\n\nreference verdict:\n{shown['reference']}\n\n"

@@ -96,20 +96,22 @@ def supervisor_row(row_id: str, rng: random.Random, pool: Pool, kind: str) -> tu
         said = fact.value if kind == "correct" else _wrong_value(rng, pool, number, unit)
         answer = rng.choice(ANSWERS).format(topic=topic, product=product, value=said)
     if kind == "correct":
-        verdict, reason = "Same.", "The answer matches the document."
+        verdict, reason = "Same", "The answer matches the document."
     elif kind == "wrong_value":
-        verdict, reason = "Different.", "The answer contradicts the document."
+        verdict, reason = "Different", "The answer contradicts the document."
     else:
-        verdict, reason = "No value.", "The answer gives no value."
+        verdict, reason = "No value", "The answer gives no value."
+    label = "correct" if kind == "correct" else "incorrect"
+    # the label is written right after the comparison it follows from, and the JSON repeats it
     row = {
         "id": row_id,
         "category": category,
         "transcript": f"Customer: {question}\nBot: {answer}",
         "document": f"{product.capitalize()} {topic}: {fact.value}.",
-        "label": "correct" if kind == "correct" else "incorrect",
+        "label": label,
         "kind": kind,  # not read by the preparation; the demo counts the kinds of held-out rows
         "reason": reason,
-        "think": f"Document: {fact.value}. Answer: {said or 'none'}. {verdict}",
+        "think": f"Document: {fact.value}. Answer: {said or 'none'}. {verdict}, so {label}.",
     }
     return row, fact
 
