@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-# Sample data (raw and prepared) bundled with the package, so the demo runs from an install.
+# Sample data (raw and prepared) bundled with the package, so the tests run from an install.
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 
 
