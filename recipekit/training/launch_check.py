@@ -39,7 +39,8 @@ PLUGIN_NAME = "recipekit.training.launch_check.LaunchCheckPlugin"
 CPU_ADAM_KEEPS = ("adamw_torch", "adamw_torch_fused")
 CPU_ADAM_DEFAULTS = {"adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8}
 # The config keys the rules read.
-CHECKED_KEYS = ("deepspeed", "fsdp", "fsdp_config", "optimizer", "load_in_8bit", *CPU_ADAM_DEFAULTS)
+CHECKED_KEYS = ("deepspeed", "fsdp", "fsdp_config", "optimizer", "load_in_8bit", "reward_model",
+                "process_reward_model", *CPU_ADAM_DEFAULTS)
 
 
 def _launcher(name: str) -> str:
@@ -101,6 +102,12 @@ def launch_problems(config: Mapping[str, Any]) -> list[str]:
                         "shard (under ZeRO-3 the loss comes out an order of magnitude wrong). Use "
                         f"{_launcher('zero2.json')}, which keeps whole weights on every GPU, or load_in_4bit: true "
                         "with adapter: qlora")
+    if (config.get("reward_model") or config.get("process_reward_model")) and zero.get("stage") == 3:
+        # axolotl/loaders/model.py, _reinitialize_classification_head: `weight.abs().max()` of the head
+        problems.append(f"a reward model cannot load under ZeRO-3 ({deepspeed}) in Axolotl 0.19: after loading it "
+                        "checks the classification head's weights, and ZeRO-3 has left each process a partitioned "
+                        "head of no elements, whose max() fails before the first step. Use "
+                        f"{_launcher('zero2.json')} or {_launcher('zero2_offload.json')}")
     return problems
 
 

@@ -36,6 +36,7 @@ BNB_FSDP2 = ("Axolotl", "FSDP2 not compatible with adamw_bnb_8bit, use `adamw_to
 CPU_ADAM = ("recipekit", "offloads the optimizer to the cpu, where accelerate replaces the recipe's optimizer "
                          "with DeepSpeed's CPU Adam, so optimizer: {optimizer} never runs. Use recipes/launch/{same}")
 TWO_ENGINES = ("recipekit", "and FSDP (fsdp_config) are both set, but a run has one engine")
+REWARD_ZERO3 = ("recipekit", "a reward model cannot load under ZeRO-3")
 
 MUON = {"zero2.json": MUON_DEEPSPEED, "zero2_offload.json": MUON_DEEPSPEED, "zero3.json": MUON_DEEPSPEED,
         "zero3_offload.json": MUON_DEEPSPEED, "fsdp2.yml": OK}
@@ -46,7 +47,8 @@ VERDICTS = {
     "supervisor_stage2": MUON,
     "cs_chatbot_gemma3_4b": BNB_8BIT,
     "reasoning_backfill_qwen3_4b": BNB_8BIT,
-    "reward_ja_3b": {launcher.name: OK for launcher in LAUNCHERS},
+    "reward_ja_3b": {"zero2.json": OK, "zero2_offload.json": OK, "zero3.json": REWARD_ZERO3,
+                     "zero3_offload.json": REWARD_ZERO3, "fsdp2.yml": OK},
     # the recipe names zero3.json itself, so FSDP flags would add a second engine
     "sppo_gemma2_9b": {"zero2.json": OK, "zero2_offload.json": CPU_ADAM, "zero3.json": OK,
                        "zero3_offload.json": CPU_ADAM, "fsdp2.yml": TWO_ENGINES},
@@ -196,13 +198,13 @@ def test_slurm_job_maps_the_allocation_onto_torchrun(tmp_path, axolotl_cli):
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
            "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "8", "SLURM_JOB_ID": "4242"}
     done = subprocess.run(["bash", str(LAUNCH_DIR / "slurm.sbatch"), "recipes/reward_ja_3b.yml",
-                           "--deepspeed", "recipes/launch/zero3.json"],
+                           "--deepspeed", "recipes/launch/zero2.json"],
                           env=env, capture_output=True, text=True, check=True)
     srun_args = done.stdout.splitlines()
     assert srun_args[:3] == ["--kill-on-bad-exit=1", "axolotl", "train"]
     seen = axolotl_cli(srun_args[2:])
     assert seen["config"] == "recipes/reward_ja_3b.yml"
-    assert seen["kwargs"]["deepspeed"] == "recipes/launch/zero3.json"
+    assert seen["kwargs"]["deepspeed"] == "recipes/launch/zero2.json"
     assert seen["launcher"] == "torchrun"
     assert seen["launcher_args"] == ["--nnodes", "2", "--nproc_per_node", "8", "--rdzv_backend", "c10d",
                                      "--rdzv_endpoint", "gpu-node-07:29500", "--rdzv_id", "4242"]
@@ -217,7 +219,9 @@ FSDP2_FLAGS = cli_flags(launch_overrides(LAUNCH_DIR / "fsdp2.yml"))
     ("supervisor_stage1", ["--deepspeed", "recipes/launch/zero3.json"], MUON_DEEPSPEED[1]),
     # the recipe's own deepspeed key (dropped by the CPU switches, so given back here) plus the FSDP2 flags
     ("sppo_gemma2_9b", ["--deepspeed", "recipes/launch/zero3.json", *FSDP2_FLAGS], TWO_ENGINES[1]),
-], ids=["cpu-adam", "muon-deepspeed", "two-engines"])
+    # a crash on the GPUs too (tests/training/test_deepspeed_recipes.py ran it to the crash on two CPU processes)
+    ("reward_ja_3b", ["--deepspeed", "recipes/launch/zero3.json"], REWARD_ZERO3[1]),
+], ids=["cpu-adam", "muon-deepspeed", "two-engines", "reward-zero3"])
 @pytest.mark.train
 def test_axolotl_train_stops_at_config_validation(recipe, options, message, tmp_path):
     """The real `axolotl train RECIPE OPTIONS` exits non-zero with the reason before it reads any dataset
