@@ -80,6 +80,7 @@ DEMO = Setup(
         # SmolLM2 has no Gemma turn tokens: its own ChatML template, replies closed by <|im_end|>
         "chat_template": "tokenizer_default",
         "eot_tokens": ["<|im_end|>"],
+        "data_language": "en",  # the sample data's, for the model card (the recipes' own data is Korean)
         # the recipes' pattern names Gemma 4's module tree; the same linear layers of a Llama model
         "lora_target_modules": r"model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj",
     },

@@ -281,7 +281,9 @@ def _base(steps: list[Step]) -> BaseModel:
 
 
 def _languages(steps: list[Step]) -> list[str]:
-    return list(dict.fromkeys(filter(None, (recipe_language(_recipe_name(s)) for s in steps if s.kind == "train"))))
+    """Each training run's data language: the run's `data_language` key, else its recipe's."""
+    return list(dict.fromkeys(filter(None, (s.config.get("data_language") or recipe_language(_recipe_name(s))
+                                            for s in steps if s.kind == "train"))))
 
 
 def _quant_type(step: Step) -> str:

@@ -5,6 +5,9 @@ random state before the model is built (so the recipe's seed fixes new weights t
 manifest.json (resolved config, git revision, package versions, data file hashes, seed) before
 the first step, and training_curves.png / training_curves.json (loss, learning rate, and the
 reward margins and accuracies of preference and reward-model runs) after the last.
+
+It declares one config key of its own, `data_language` (ISO 639-1): the language of the data
+when it is not the recipe's (recipekit/reporting/card_facts.py), for the model card.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from axolotl.integrations.base import BasePlugin
+from pydantic import BaseModel
 from transformers import set_seed
 
 from recipekit.checkpoints.load import remove_incomplete_checkpoints
@@ -61,9 +65,18 @@ def write_training_curves(output_dir: str | Path, log_history: list[dict[str, An
     line_panels_png({name: lines for name, lines in panels.items() if lines}, Path(output_dir) / CURVES_PNG, title)
 
 
+class ManifestArgs(BaseModel):
+    """Config keys the manifest records for the model card, beyond Axolotl's own."""
+
+    data_language: str | None = None
+
+
 class ManifestPlugin(BasePlugin):
     """The seed before the model loads, manifest.json once the trainer exists, the training curves
     once it has trained."""
+
+    def get_input_args(self) -> str:
+        return "recipekit.training.manifest_plugin.ManifestArgs"
 
     def pre_model_load(self, cfg):
         # Axolotl seeds only the trainer, which is built after the model; unseeded, new weights (LoRA

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.train
 
 # A few rows and steps: the pipeline's plumbing, not the demo's accuracy (a random-init model cannot judge)
 TINY = Setup(stage1_pairs=8, train_rows=16, held_out_rows=6, system=DEMO.system, sequence_len=256,
-             steps={STAGE1: 2, STAGE2: 2}, learning_rates=DEMO.learning_rates, max_new_tokens=12, eval_batch_size=6)
+             steps={STAGE1: 2, STAGE2: 2}, learning_rates=DEMO.learning_rates, max_new_tokens=12, eval_batch_size=6,
+             overrides={"data_language": "en"})
 
 
 def test_the_demo_pipeline_runs_on_the_tiny_gemma4_with_the_recipes_template_and_targets(tiny_model, tmp_path,
@@ -29,7 +30,9 @@ def test_the_demo_pipeline_runs_on_the_tiny_gemma4_with_the_recipes_template_and
         assert ran["max_steps"] == 2
     config = json.loads((result.final_model / "config.json").read_text())
     assert config["architectures"] == ["Gemma4UnifiedForConditionalGeneration"]
-    assert "base_model: google/gemma-4-12B-it" in (result.final_model / "README.md").read_text()
+    card = (result.final_model / "README.md").read_text()
+    # the recipes' data is Korean; the run's data_language key names the sample data's
+    assert "base_model: google/gemma-4-12B-it" in card and "language:\n- en\n" in card
 
     predictions = [json.loads(line) for line in
                    (tmp_path / "eval_full_merged" / "predictions.jsonl").read_text().splitlines()]
