@@ -39,6 +39,8 @@ from transformers import TrainerCallback
 DATA_PARALLEL_PLUGIN = "recipekit.testing.cpu_parallel.CpuDataParallelPlugin"
 RECORD_PLUGIN = "recipekit.testing.cpu_parallel.RankRecordPlugin"
 RECORD_DIR = "rank_record"
+# What accelerate's state says of this process's place in the job.
+PROCESS_KEYS = ("backend", "num_processes", "process_index", "local_process_index")
 
 
 def _cpu_backend() -> str | None:
@@ -63,6 +65,7 @@ def _start_deepspeed_state() -> None:
     from accelerate import PartialState
 
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # Axolotl sets it too, after this hook
+    PartialState._reset_state()
     PartialState(backend="gloo")
 
 
@@ -110,6 +113,19 @@ class CpuDataParallelPlugin(BasePlugin):
 
     def get_training_args(self, cfg):
         return {"ddp_backend": "gloo"}
+
+    def post_trainer_create(self, cfg, trainer):
+        # Axolotl's trainer reads `use_configured_state` after transformers has popped it from the
+        # accelerator config, so it resets the state and accelerate rebuilds it from the environment,
+        # where a CPU has no backend: one process of one. Each rank would then iterate the whole
+        # epoch, unsharded, and train the same rows as the other. The state is rebuilt over gloo
+        # before the trainer makes its first dataloader (on GPUs the rebuilt state finds NCCL).
+        if cfg.deepspeed and trainer.accelerator.num_processes != torch.distributed.get_world_size():
+            from accelerate.state import AcceleratorState, PartialState
+
+            _start_deepspeed_state()
+            # the accelerator's state copied the one-process values when it was made
+            AcceleratorState._shared_state.update({key: PartialState._shared_state[key] for key in PROCESS_KEYS})
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         return [GlooZeroCallback(trainer)] if cfg.deepspeed else []
@@ -216,6 +232,8 @@ class RankRecordCallback(TrainerCallback):
         record = {
             "world_size": torch.distributed.get_world_size() if distributed else 1,
             "backend": _cpu_backend() if distributed else None,
+            # the processes accelerate shards each epoch's batches over (one: every rank would read them all)
+            "data_shards": self.trainer.accelerator.num_processes,
             # what the trainer steps through (DistributedDataParallel, DeepSpeedEngine, or the model itself)
             **_engine(self.trainer.model_wrapped),
             # and the reference model of a preference trainer, where it has one

@@ -46,7 +46,7 @@ def test_policy_and_reference_are_deepspeed_engines_at_zero3_on_one_gloo_group(s
     _, _, _, two = sppo_zero3
     for step, ranks in two.items():
         for record in ranks:
-            assert (record["world_size"], record["backend"]) == (2, "gloo"), f"step {step}"
+            assert (record["world_size"], record["backend"], record["data_shards"]) == (2, "gloo", 2), f"step {step}"
             assert (record["wrapper"], record["zero_stage"]) == ("DeepSpeedEngine", 3), f"step {step}"
             assert record["reference"] == {"wrapper": "DeepSpeedEngine", "zero_stage": 3}, f"step {step}"
 
