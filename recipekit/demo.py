@@ -29,7 +29,6 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -235,21 +234,11 @@ def _axolotl_forked_from_one_import():
     """Each `axolotl train` of the demo runs Axolotl's own CLI in a fork of one interpreter that has
     imported Axolotl's stack and compiled its sample-packing functions (recipekit/testing/warm_axolotl.py,
     as the test suite does): the two runs pay those 20 s of CPU once. A run it cannot take starts cold."""
-    import recipekit.training.runner as runner
     from recipekit.testing import warm_axolotl
 
     with tempfile.TemporaryDirectory(prefix="recipekit-demo-") as scratch:  # a short socket path
-        socket_path = Path(scratch) / "axolotl.sock"
-        with open(Path(scratch) / "server.log", "w", encoding="utf-8") as log:
-            server = subprocess.Popen(warm_axolotl.command("serve", socket_path), stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=subprocess.STDOUT)
-        runner.RUN_PREFIX[:] = warm_axolotl.command(socket_path)
-        try:
+        with warm_axolotl.serving(Path(scratch) / "axolotl.sock", Path(scratch) / "server.log"):
             yield
-        finally:
-            runner.RUN_PREFIX.clear()
-            server.kill()
-            server.wait()
 
 
 @command

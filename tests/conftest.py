@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def session_tmp() -> Path:
 
 
 # --- `axolotl` commands fork from a warm server (recipekit/testing/warm_axolotl.py) ---
-_WARM: dict[str, object] = {}
+_WARM: dict[str, ExitStack] = {}
 
 
 def pytest_collection_finish(session):
@@ -80,7 +81,6 @@ def pytest_collection_finish(session):
     if not any(item.get_closest_marker("train") for item in session.items):
         return  # e.g. `-m "not train"`: nothing to fork
 
-    import recipekit.training.runner as runner
     from recipekit.testing import warm_axolotl
 
     socket_path = _OWN_TMP / "warm-axolotl.sock"
@@ -92,22 +92,15 @@ def pytest_collection_finish(session):
     bin_dir = _OWN_TMP / "warm-bin"
     os.environ["PYTHON_EXEC"] = str(warm_axolotl.write_stand_ins(bin_dir, socket_path))
     os.environ[warm_axolotl.STAND_INS_VAR] = str(bin_dir)
-    with open(_OWN_TMP / "warm-axolotl.log", "w", encoding="utf-8") as log:
-        _WARM["server"] = subprocess.Popen(warm_axolotl.command("serve", socket_path),
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    runner.RUN_PREFIX[:] = warm_axolotl.command(socket_path)
+    _WARM["server"] = ExitStack()
+    _WARM["server"].enter_context(warm_axolotl.serving(socket_path, _OWN_TMP / "warm-axolotl.log"))
 
 
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
     if "server" in _WARM:
-        import recipekit.training.runner as runner
-
-        runner.RUN_PREFIX.clear()
-        server = _WARM.pop("server")
-        server.kill()
-        server.wait()
+        _WARM.pop("server").close()
     if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist) cleans up
         shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 

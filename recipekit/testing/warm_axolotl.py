@@ -27,8 +27,11 @@ import shlex
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from recipekit.cli import exit_status
@@ -87,6 +90,24 @@ def command(*args: object) -> list[str]:
     """`python -m recipekit.testing.warm_axolotl ARGS...` with this interpreter: the server with
     `serve SOCKET`, a client with `SOCKET ...`."""
     return [sys.executable, "-m", "recipekit.testing.warm_axolotl", *map(str, args)]
+
+
+@contextmanager
+def serving(path: str | Path, log_path: str | Path) -> Iterator[subprocess.Popen]:
+    """A server at socket PATH (its output in LOG_PATH) through which every `axolotl` command that
+    recipekit.training.runner starts goes, until the block ends and the server is killed."""
+    import recipekit.training.runner as runner
+
+    with open(log_path, "w", encoding="utf-8") as log:
+        server = subprocess.Popen(command("serve", path), stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    runner.RUN_PREFIX[:] = command(path)
+    try:
+        yield server
+    finally:
+        runner.RUN_PREFIX.clear()
+        server.kill()
+        server.wait()
 
 
 def write_stand_ins(directory: Path, path: str | Path) -> Path:
