@@ -12,12 +12,13 @@ CPUs. Two things stand in the way, and neither has a config key:
   DistributedDataParallel, although torch.distributed is up: two runs, not one.
 
 With a `deepspeed` config it is one DeepSpeed ZeRO job instead (DS_ACCELERATOR=cpu, gloo):
-see `_start_deepspeed_state` and `GlooZeroCallback` for what that takes.
+see `_start_deepspeed_state` and `GlooZeroCallback` for what that takes. With an `fsdp_config`
+it is one FSDP2 job: see recipekit/testing/cpu_fsdp2.py.
 
 `RankRecordPlugin` has every rank save, at the start and after each optimiser step, the
 gradients the optimiser was given and the trainable parameters, with the process group
-it ran in, the engine and optimiser it stepped through and, under ZeRO-3, its share of each
-parameter, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
+it ran in, the engine and optimiser it stepped through and, under ZeRO-3 or FSDP2, its share of
+each parameter, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
 
 Run as a module under torchrun, this writes a LoRA model sharded by FSDP2 over the
 processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
@@ -41,6 +42,9 @@ RECORD_PLUGIN = "recipekit.testing.cpu_parallel.RankRecordPlugin"
 RECORD_DIR = "rank_record"
 # What accelerate's state says of this process's place in the job.
 PROCESS_KEYS = ("backend", "num_processes", "process_index", "local_process_index")
+# One row per micro-batch, in file order (no shuffle): 2 processes x accumulation 2 then train what
+# 1 process x accumulation 4 trains (tests/training/test_data_parallel.py says why).
+SAME_ROWS = {"micro_batch_size": 1, "sequence_len": 128, "curriculum_sampling": True}
 
 
 def _cpu_backend() -> str | None:
@@ -91,12 +95,16 @@ class GlooZeroCallback(TrainerCallback):
 
 
 class CpuDataParallelPlugin(BasePlugin):
-    """DDP, or DeepSpeed when the config names a `deepspeed` file, over CPU processes with gloo;
-    for launches of several processes only."""
+    """DDP, FSDP2 when the config sets `fsdp_config`, or DeepSpeed when it names a `deepspeed` file,
+    over CPU processes with gloo; for launches of several processes only."""
 
     def register(self, cfg):
         if not cfg.get("deepspeed"):
             os.environ["ACCELERATE_USE_CPU"] = "true"
+            if cfg.get("fsdp_config"):
+                from recipekit.testing.cpu_fsdp2 import allow_fsdp2_on_cpu
+
+                allow_fsdp2_on_cpu()
             return
         # DeepSpeed finds no accelerator here and would guess; its CPU accelerator it is.
         os.environ["DS_ACCELERATOR"] = "cpu"
@@ -160,6 +168,39 @@ def zero3_share_problems(ranks: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def fsdp2_shard_problems(ranks: list[dict[str, Any]]) -> list[str]:
+    """What keeps the ranks' FSDP2 shards (one record per rank, of one step) from being disjoint row
+    blocks that, in rank order, make up each parameter; [] when they are. A parameter of fewer rows
+    than ranks leaves some ranks an empty shard."""
+    problems = []
+    if not ranks[0]["fsdp2_shards"] or ranks[0]["fsdp2_shards"].keys() != ranks[0]["params"].keys():
+        return ["not every trainable parameter is an FSDP2 shard"]
+    for name, whole in ranks[0]["params"].items():
+        shards = [r["fsdp2_shards"][name] for r in ranks]
+        if sum(s.numel() for s in shards) != whole.numel() or max(s.shape[0] for s in shards) > -(-whole.shape[0] // len(ranks)):
+            problems.append(f"{name}: shards of {[tuple(s.shape) for s in shards]} for {tuple(whole.shape)}")
+        elif not torch.equal(torch.cat(shards), whole):
+            problems.append(f"{name}: the shards in rank order are not the parameter")
+    return problems
+
+
+def fsdp2_split(ranks: list[dict[str, Any]]) -> list[int]:
+    """How many elements of the trainable parameters each rank holds under FSDP2."""
+    return [sum(s.numel() for s in r["fsdp2_shards"].values()) for r in ranks]
+
+
+def far_from(ours: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], rel: float) -> list[str]:
+    """Names of the tensors of `ours` further from `reference` than `rel` of its norm."""
+    assert ours.keys() == reference.keys()
+    return [name for name, ref in reference.items() if (ours[name] - ref).norm() > rel * ref.norm() + 1e-12]
+
+
+def step_updates(records: dict[int, list[dict[str, Any]]], step: int, rank: int = 0) -> dict[str, torch.Tensor]:
+    """What the optimiser steps up to `step` changed in each trainable parameter, as `rank` recorded it."""
+    before, after = records[0][rank]["params"], records[step][rank]["params"]
+    return {name: after[name] - before[name] for name in after}
+
+
 def zero3_split(ranks: list[dict[str, Any]]) -> list[int]:
     """How many elements of the trainable parameters each rank holds (padding included)."""
     return [sum(s.numel() for s in r["zero3_shares"].values()) for r in ranks]
@@ -191,6 +232,20 @@ def _engine(model) -> dict[str, Any]:
 def _zero3_shares(named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
     """This rank's partition of each ZeRO-3 parameter (its `ds_tensor`); empty for any other engine."""
     return {name: _full(p.ds_tensor) for name, p in named if hasattr(p, "ds_tensor")}
+
+
+def _fsdp2_shards(named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
+    """This rank's shard of each FSDP2 parameter (a DTensor's local part); empty for any other engine."""
+    return {name: p.to_local().detach().float().clone() for name, p in named if hasattr(p, "to_local")}
+
+
+def _fsdp2_mesh(named: list[tuple[str, torch.nn.Parameter]]) -> tuple[str, int, str] | None:
+    """(device type, size, placements) of the mesh the FSDP2 parameters are sharded over; None without FSDP2."""
+    meshes = {(p.device_mesh.device_type, p.device_mesh.size(), str(p.placements))
+              for _, p in named if hasattr(p, "device_mesh")}
+    if len(meshes) > 1:
+        raise AssertionError(f"FSDP2 parameters on several meshes: {sorted(meshes)}")
+    return meshes.pop() if meshes else None
 
 
 class RankRecordCallback(TrainerCallback):
@@ -238,11 +293,15 @@ class RankRecordCallback(TrainerCallback):
             **_engine(self.trainer.model_wrapped),
             # and the reference model of a preference trainer, where it has one
             "reference": _engine(reference) if reference is not None else None,
-            # the optimiser that steps the weights: DeepSpeed's own (CPU Adam under offload) or the trainer's
-            "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", self.trainer.optimizer)).__name__,
+            # the optimiser that steps the weights: DeepSpeed's own (CPU Adam under offload) or the trainer's,
+            # which accelerate wraps in its AcceleratedOptimizer
+            "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", None)
+                              or getattr(self.trainer.optimizer, "optimizer", self.trainer.optimizer)).__name__,
             "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
             "params": params,
             "zero3_shares": shares,
+            "fsdp2_shards": _fsdp2_shards(self._trainable()),
+            "fsdp2_mesh": _fsdp2_mesh(self._trainable()),
         }
         path = record_path(args.output_dir, state.global_step, rank)
         path.parent.mkdir(parents=True, exist_ok=True)

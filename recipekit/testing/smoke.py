@@ -7,6 +7,7 @@ output, and log finite training losses.
 
     python -m recipekit.testing.smoke recipes/supervisor_stage1.yml --steps 3
     python -m recipekit.testing.smoke recipes/cs_chatbot_gemma3_4b.yml --steps 2 --nproc 2   # DDP over 2 CPU processes
+    python -m recipekit.testing.smoke recipes/supervisor_stage1.yml --nproc 2 --launch recipes/launch/fsdp2.yml
 """
 
 from __future__ import annotations
@@ -221,12 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=SMOKE_STEPS)
     parser.add_argument("--workdir", type=Path, help="keep the run here (default: a temporary directory)")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel CPU processes (torchrun, gloo)")
+    parser.add_argument("--launch", type=Path, help="a launcher file of recipes/launch/ (DeepSpeed or FSDP2) "
+                                                    "for the --nproc processes")
     args = parser.parse_args(argv)
+    extra = None
+    if args.launch:
+        from recipekit.training.launch_check import launch_overrides  # imports Axolotl
+
+        extra = launch_overrides(args.launch)
     if args.workdir:
-        result = smoke_train(args.recipe, args.workdir, args.steps, nproc=args.nproc)
+        result = smoke_train(args.recipe, args.workdir, args.steps, extra, nproc=args.nproc)
     else:
         with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
-            result = smoke_train(args.recipe, tmp, args.steps, nproc=args.nproc)
+            result = smoke_train(args.recipe, tmp, args.steps, extra, nproc=args.nproc)
     print(f"{args.recipe}: {len(result.losses)} logged steps, losses {['%.4f' % x for x in result.losses]}")
     return 0
 

@@ -4,8 +4,8 @@ setting that saves whole weights and the command that gathers these.
 The checkpoint is real: two CPU processes (torchrun, gloo) shard a LoRA model of the tiny
 Gemma 2 with FSDP2 and save it with accelerate's save_fsdp_model, the call the Trainer makes
 for every checkpoint of an FSDP2 run whose state_dict_type is SHARDED_STATE_DICT (FSDP2's
-default; fsdp_config.final_state_dict_type decides only the final save). `axolotl train`
-itself cannot run FSDP2 on CPU (see test_data_parallel.py).
+default; fsdp_config.final_state_dict_type decides only the final save), in seconds and without
+`axolotl train` (which runs FSDP2 on CPU processes in tests/training/test_fsdp2.py).
 """
 
 from __future__ import annotations

@@ -23,11 +23,7 @@ same weights because the manifest plugin every recipe lists seeds before the mod
 
 Not run here, and why:
 - DeepSpeed (ZeRO-2/3) runs on CPU processes too: test_deepspeed.py.
-- FSDP2 shards on CPU with gloo (test_sharded_checkpoint.py saves such a model), but not
-  under `axolotl train`: for any fsdp_version 2 config Axolotl 0.19 builds its device mesh
-  on "cuda" (axolotl.utils.distributed.build_parallelism_config), which fails on a CPU
-  build of torch (no torch._C._cuda_setDevice), and accelerate 1.13 makes a run FSDP only
-  from an accelerator's distributed type (MULTI_GPU and kin), never from MULTI_CPU.
+- FSDP2: test_fsdp2.py.
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ import torch
 
 from recipekit.paths import RECIPES_DIR
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.cpu_parallel import read_records, recorded_plugins
+from recipekit.testing.cpu_parallel import SAME_ROWS, far_from, read_records, recorded_plugins, step_updates
 from recipekit.testing.smoke import smoke_train
 from recipekit.training.recipe_config import load_recipe
 
@@ -62,17 +58,6 @@ def _records(run, nproc):
     return read_records(run.output_dir, len(STEPS), nproc)
 
 
-def _close(ours: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], rel: float) -> list[str]:
-    """Names of the tensors of `ours` further from `reference` than `rel` of its norm."""
-    assert ours.keys() == reference.keys()
-    return [name for name, ref in reference.items() if (ours[name] - ref).norm() > rel * ref.norm() + 1e-12]
-
-
-def _updates(records, step, rank=0):
-    before, after = records[0][rank]["params"], records[step][rank]["params"]
-    return {name: after[name] - before[name] for name in after}
-
-
 @pytest.fixture(scope="module")
 def sppo_one(sppo_one_process):
     return sppo_one_process, _records(sppo_one_process, 1)
@@ -84,10 +69,9 @@ def sppo_one(sppo_one_process):
 def runs(request, tmp_path_factory):
     """(1-process run, its records, 2-process run, its records), records by step then rank."""
     if request.param == "sft":
-        common = {"micro_batch_size": 1, "sequence_len": 128, "curriculum_sampling": True}
-        one = _train(CHATBOT, tmp_path_factory.mktemp("sft-1proc"), 1, gradient_accumulation_steps=4, **common)
+        one = _train(CHATBOT, tmp_path_factory.mktemp("sft-1proc"), 1, gradient_accumulation_steps=4, **SAME_ROWS)
         one_records = _records(one, 1)
-        two = _train(CHATBOT, tmp_path_factory.mktemp("sft-2proc"), 2, gradient_accumulation_steps=2, **common)
+        two = _train(CHATBOT, tmp_path_factory.mktemp("sft-2proc"), 2, gradient_accumulation_steps=2, **SAME_ROWS)
     else:
         one, one_records = request.getfixturevalue("sppo_one")
         two = _train(SPPO, tmp_path_factory.mktemp(request.param), 2, micro_batch_size=1,
@@ -125,10 +109,10 @@ def test_gradients_and_updates_equal_the_single_process_ones(runs):
         "the runs do not start from the same weights"
     for step in STEPS:
         assert two[step][0]["grads"], f"step {step}: no gradients recorded"
-        assert not _close(two[step][0]["grads"], one[step][0]["grads"], SAME_MATHS), f"step {step}"
-        updates = _updates(two, step)
+        assert not far_from(two[step][0]["grads"], one[step][0]["grads"], SAME_MATHS), f"step {step}"
+        updates = step_updates(two, step)
         assert any(u.abs().max() > 0 for u in updates.values()), f"step {step}: nothing trained"
-        assert not _close(updates, _updates(one, step), 10 * SAME_MATHS), f"step {step}"
+        assert not far_from(updates, step_updates(one, step), 10 * SAME_MATHS), f"step {step}"
 
 
 @pytest.mark.parametrize("runs", ["sppo", "sppo-precomputed"], indirect=True)

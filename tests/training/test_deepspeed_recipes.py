@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR
-from recipekit.testing.cpu_parallel import read_records, recorded_plugins, zero3_share_problems, zero3_split
+from recipekit.testing.cpu_parallel import SAME_ROWS, read_records, recorded_plugins, zero3_share_problems, zero3_split
 from recipekit.testing.smoke import SmokeError, smoke_train
 from recipekit.training.launch_check import PLUGIN_NAME as LAUNCH_CHECK
 from recipekit.training.recipe_config import load_recipe
@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.train]
 REWARD = RECIPES_DIR / "reward_ja_3b.yml"
 CHATBOT_LORA = RECIPES_DIR / "cs_chatbot_gemma3_4b.yml"
 LOGGED_DIGITS = 1e-3
-SAME_ROWS = {"micro_batch_size": 1, "sequence_len": 128, "curriculum_sampling": True}
 RUNS = {  # id: (recipe, launcher file, ZeRO stage it names)
     "reward-zero2": (REWARD, "zero2.json", 2),
     "reward-zero2-offload": (REWARD, "zero2_offload.json", 2),
@@ -32,13 +31,12 @@ RUNS = {  # id: (recipe, launcher file, ZeRO stage it names)
 
 
 @pytest.fixture(scope="module", params=list(RUNS))
-def run(request, tmp_path_factory, shared_smoke_run):
+def run(request, tmp_path_factory, one_process_over_same_rows):
     """(the launcher's ZeRO stage, 1-process run, 2-process run, the 2-process records by step then rank)."""
     recipe, launcher, stage = RUNS[request.param]
-    plugins = recorded_plugins(recipe)
-    one = shared_smoke_run(recipe, 1, plugins=plugins, gradient_accumulation_steps=4, **SAME_ROWS)
+    one = one_process_over_same_rows(recipe)
     two = smoke_train(recipe, tmp_path_factory.mktemp(request.param), steps=1, nproc=2,
-                      extra={"plugins": plugins, "deepspeed": str(LAUNCH_DIR / launcher),
+                      extra={"plugins": recorded_plugins(recipe), "deepspeed": str(LAUNCH_DIR / launcher),
                              "gradient_accumulation_steps": 2, **SAME_ROWS})
     return stage, one, two, read_records(two.output_dir, 1, 2), request.param
 
