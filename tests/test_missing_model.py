@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
+import warnings
 
 import pytest
 from huggingface_hub import constants
@@ -12,7 +13,6 @@ from recipekit.checkpoints.model_path import ModelNotFoundError, resolve_model_p
 from recipekit.cli import EXIT_USER_ERROR
 from recipekit.paths import REPO_ROOT
 from recipekit.testing import FIXTURES_DIR
-from recipekit.testing.offline import offline_env
 
 TYPO = "outputs/typo"  # shaped like a hub name (owner/name), so offline it must also miss the hub cache
 RAW = FIXTURES_DIR / "raw"
@@ -63,17 +63,25 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_missing_model_is_one_line_and_exit_2(name, tmp_path):
+def test_missing_model_is_one_line_and_exit_2(name, tmp_path, monkeypatch, capsys):
     command, args = COMMANDS[name]
     out = tmp_path / "out"
     argv = [str(out) if a == "OUT" else str(a) for a in args]
-    # Run from an empty folder: TYPO is relative and must not exist there.
-    done = subprocess.run([sys.executable, *(str(REPO_ROOT / c) if c.endswith(".py") else c for c in command), *argv],
-                          cwd=tmp_path, env={**offline_env(), "PYTHONPATH": str(REPO_ROOT)},
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == EXIT_USER_ERROR, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
+    # Run from an empty folder: TYPO is relative and must not exist there. The script runs as __main__ in this
+    # process, as `python SCRIPT` would run it, without another interpreter's start-up.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [command[-1], *argv])
+    with pytest.raises(SystemExit) as exited:
+        if command[0] == "-m":
+            with warnings.catch_warnings():  # the module is imported already; running it again as __main__ is the aim
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(command[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(str(REPO_ROOT / command[0]), run_name="__main__")
+    stderr = capsys.readouterr().err
+    assert exited.value.code == EXIT_USER_ERROR, stderr
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
     assert lines[0].startswith("error: ") and TYPO in lines[0]
     assert not out.exists(), "nothing is written for a run that cannot start"
 
