@@ -240,6 +240,8 @@ class RankRecordCallback(TrainerCallback):
             "reference": _engine(reference) if reference is not None else None,
             # the optimiser that steps the weights: DeepSpeed's own (CPU Adam under offload) or the trainer's
             "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", self.trainer.optimizer)).__name__,
+            # whether this rank writes the saves (the trainer's should_save): rank 0 only, or the ranks race
+            "should_save": args.should_save,
             "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
             "params": params,
             "zero3_shares": shares,

@@ -156,10 +156,10 @@ def write_run_config(recipe: Path, workdir: Path, overrides: dict[str, Any], npr
     config = apply_overrides(load_recipe(recipe), overrides)
     if isinstance(config.get("deepspeed"), str):  # recipes name launcher files from the repository root
         config["deepspeed"] = str(REPO_ROOT / config["deepspeed"])
-    if nproc > 1:
+    if nproc > 1:  # first: the other plugins' hooks then see this rank's place in the job (is_world_process_zero)
         from recipekit.testing.cpu_parallel import DATA_PARALLEL_PLUGIN
 
-        config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
+        config["plugins"] = [DATA_PARALLEL_PLUGIN, *(config.get("plugins") or [])]
     return config, dump_config(config, workdir / f"{recipe.stem}.run.yml", source=recipe)
 
 
