@@ -2,8 +2,10 @@
 
 The probes are short conversations in the shapes the recipes train on (a supervisor
 judgement, a customer-service answer, a Korean/Japanese turn), rendered with the
-checkpoint's own chat template so every turn token is exercised. Tokens a fine-tune added
-to the vocabulary are appended to one probe, so their embedding rows are compared too.
+checkpoint's own chat template so every turn token is exercised. A template with no system
+role (Gemma 2) gets the system text at the head of the first user turn, so the probes say the
+same to every family. Tokens a fine-tune added to the vocabulary are appended to one probe, so
+their embedding rows are compared too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recipekit.templates.chat_format import prompt_token_ids, render
+from recipekit.templates.chat_format import accepts_system_turn, fold_system_turn, prompt_token_ids, render
 
 PROBE_CONVERSATIONS: tuple[tuple[dict[str, str], ...], ...] = (
     (
@@ -35,7 +37,9 @@ PROBE_CONVERSATIONS: tuple[tuple[dict[str, str], ...], ...] = (
 
 def probe_texts(tokenizer, extra_tokens: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The probe conversations rendered with the tokenizer's chat template."""
-    texts = [render(tokenizer, list(conversation)) for conversation in PROBE_CONVERSATIONS]
+    fold = not accepts_system_turn(tokenizer)
+    texts = [render(tokenizer, fold_system_turn(conversation) if fold else list(conversation))
+             for conversation in PROBE_CONVERSATIONS]
     if extra_tokens:
         texts[0] = texts[0] + " ".join(extra_tokens)
     return texts

@@ -49,9 +49,35 @@ def to_messages(conversations: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The chat template's text of `messages`; a ConversationError when the template refuses them
+    (its raise_exception: Gemma 2 has no system role, Gemma turns must alternate)."""
+    from jinja2 import TemplateError
+
+    name = getattr(tokenizer, "name_or_path", "?")
     if not getattr(tokenizer, "chat_template", None):
-        raise ConversationError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')} has no chat template")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        raise ConversationError(f"tokenizer {name} has no chat template")
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError as err:
+        raise ConversationError(f"the chat template of {name} refuses the conversation: {err}") from err
+
+
+def accepts_system_turn(tokenizer) -> bool:
+    """Whether the chat template renders a system turn (Gemma 2's refuses one)."""
+    try:
+        render(tokenizer, [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+    except ConversationError:
+        return False
+    return True
+
+
+def fold_system_turn(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` with a leading system turn moved to the head of the first user turn, followed by a
+    blank line: what Gemma 3's template does itself, for a template with no system role."""
+    if not messages or messages[0]["role"] != "system":
+        return list(messages)
+    system, first, *rest = messages
+    return [{**first, "content": f"{system['content']}\n\n{first['content']}"}, *rest]
 
 
 def inference_prompt(tokenizer, messages: list[dict[str, str]]) -> str:

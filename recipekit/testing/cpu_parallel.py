@@ -297,6 +297,8 @@ class RankRecordCallback(TrainerCallback):
             # which accelerate wraps in its AcceleratedOptimizer
             "optimizer": type(getattr(self.trainer.model_wrapped, "basic_optimizer", None)
                               or getattr(self.trainer.optimizer, "optimizer", self.trainer.optimizer)).__name__,
+            # whether this rank writes the saves (the trainer's should_save): rank 0 only, or the ranks race
+            "should_save": args.should_save,
             "grads": self.grads,  # empty under DeepSpeed: ZeRO keeps the gradients in its own buffers
             "params": params,
             "zero3_shares": shares,

@@ -6,6 +6,11 @@
 The process SIGKILLs itself in the trainer's on_save callback of its first save at step N or
 later: that checkpoint is complete on disk, nothing after it is written, and no handler or
 clean-up runs. Where the crash happens no longer depends on how fast a watcher polls.
+
+In a run of several processes every rank does so, once all have reached the callback: each
+rank writes its own part of a checkpoint (DeepSpeed ZeRO: its optimiser partition, its RNG
+state), and a rank killed first would have the launcher stop the others mid-write. torchrun
+then reports its workers killed (exit code -9) and exits 1.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 
+import torch
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
@@ -26,6 +32,8 @@ class _CrashAfterSave(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()  # every rank's part of the checkpoint is written
             os.kill(os.getpid(), signal.SIGKILL)
 
 

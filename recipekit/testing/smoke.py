@@ -157,11 +157,27 @@ def write_run_config(recipe: Path, workdir: Path, overrides: dict[str, Any], npr
     config = apply_overrides(load_recipe(recipe), overrides)
     if isinstance(config.get("deepspeed"), str):  # recipes name launcher files from the repository root
         config["deepspeed"] = str(REPO_ROOT / config["deepspeed"])
-    if nproc > 1:
+    if nproc > 1:  # first: the other plugins' hooks then see this rank's place in the job (is_world_process_zero)
         from recipekit.testing.cpu_parallel import DATA_PARALLEL_PLUGIN
 
-        config["plugins"] = [*(config.get("plugins") or []), DATA_PARALLEL_PLUGIN]
+        config["plugins"] = [DATA_PARALLEL_PLUGIN, *(config.get("plugins") or [])]
     return config, dump_config(config, workdir / f"{recipe.stem}.run.yml", source=recipe)
+
+
+def _launch_train(config: dict[str, Any], config_path: Path, log_path: Path, nproc: int,
+                  env: dict[str, str] | None = None, expected_status: int = 0) -> str:
+    """`axolotl train` of a written run config in `nproc` processes; its output."""
+    run = {"cwd": config_path.parent, "timeout": AXOLOTL_TIMEOUT, "error": SmokeError}
+    # One process trains inside the `axolotl` process itself: the default launcher would start
+    # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
+    # stays covered by tests/training/test_launch.py.
+    options = ["--launcher", "python"]
+    if nproc > 1:  # prepared once, so every rank reads the same rows from disk
+        run_axolotl("preprocess", config_path, config_path.parent / "axolotl_preprocess.log",
+                    options=preprocess_options(config), env=offline_env(), **run)
+        options = launch_options(nproc)
+    return run_axolotl("train", config_path, log_path, options=options, env={**offline_env(), **(env or {})},
+                       expected_status=expected_status, **run)
 
 
 def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any],
@@ -174,34 +190,28 @@ def train_with_overrides(recipe: str | Path, workdir: str | Path, overrides: dic
     recipe = Path(recipe)
     workdir = Path(workdir)
     config, config_path = write_run_config(recipe, workdir, overrides, nproc)
-    run = {"cwd": workdir, "env": offline_env(), "timeout": AXOLOTL_TIMEOUT, "error": SmokeError}
-    # One process trains inside the `axolotl` process itself: the default launcher would start
-    # `accelerate launch` only to start it (seconds of imports per run). Axolotl's default launcher
-    # stays covered by tests/training/test_launch.py.
-    options = ["--launcher", "python"]
-    if nproc > 1:  # prepared once, so every rank reads the same rows from disk
-        run_axolotl("preprocess", config_path, workdir / "axolotl_preprocess.log", options=preprocess_options(config),
-                    **run)
-        options = launch_options(nproc)
     log_path = workdir / "axolotl_train.log"
-    output = run_axolotl("train", config_path, log_path, options=options, **run)
+    output = _launch_train(config, config_path, log_path, nproc)
     output_dir = Path(config["output_dir"])
     records, losses = check_training(output, output_dir, log_path, str(recipe), SmokeError)
     return SmokeResult(recipe, config_path, output_dir, losses, log_path, records)
 
 
-def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any], step: int) -> int:
-    """`axolotl train` as train_with_overrides runs it, killed (SIGKILL, by its own hand: see
-    recipekit/testing/crash.py) right after it saved the checkpoint of `step`; returns that step."""
+def kill_after_checkpoint(recipe: str | Path, workdir: str | Path, overrides: dict[str, Any], step: int,
+                          nproc: int = 1) -> int:
+    """`axolotl train` as train_with_overrides runs it, killed (SIGKILL, by its own hand, every rank:
+    see recipekit/testing/crash.py) right after it saved the checkpoint of `step`; returns that step."""
     from recipekit.testing.crash import CRASH_PLUGIN, CRASH_STEP_VAR
 
     recipe, workdir = Path(recipe), Path(workdir)
     plugins = [*(apply_overrides(load_recipe(recipe), overrides).get("plugins") or []), CRASH_PLUGIN]
-    config, config_path = write_run_config(recipe, workdir, {**overrides, "plugins": plugins})
+    config, config_path = write_run_config(recipe, workdir, {**overrides, "plugins": plugins}, nproc)
     log_path = workdir / "axolotl_killed.log"
-    run_axolotl("train", config_path, log_path, options=["--launcher", "python"], cwd=workdir,
-                env={**offline_env(), CRASH_STEP_VAR: str(step)}, timeout=AXOLOTL_TIMEOUT, error=SmokeError,
-                expected_status=-signal.SIGKILL)
+    # one process dies of the signal itself; torchrun exits 1 when its workers were killed
+    output = _launch_train(config, config_path, log_path, nproc, env={CRASH_STEP_VAR: str(step)},
+                           expected_status=-signal.SIGKILL if nproc == 1 else 1)
+    if nproc > 1 and "exitcode  : -9 " not in output:
+        raise SmokeError(f"torchrun exited 1 but reports no rank killed (exit code -9); log {log_path}")
     return max(complete_checkpoints(Path(config["output_dir"])))
 
 

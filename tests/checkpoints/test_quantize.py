@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipekit.checkpoints import quantize
-from recipekit.checkpoints.probes import probe_logits, probe_texts
+from recipekit.checkpoints.probes import PROBE_CONVERSATIONS, probe_logits, probe_texts
 from recipekit.paths import REPO_ROOT
+from recipekit.templates.chat_format import ConversationError, render
 
 QUANTIZE_CLI = REPO_ROOT / "merge" / "quantize_4bit.py"
 
@@ -130,3 +131,22 @@ def test_a_backend_that_cannot_quantise_names_the_reason(tiny_model, tmp_path, m
     err = capsys.readouterr().err
     assert "no kernel for 4-bit quantisation" in err and "CUDA GPU" in err and bnb.__version__ in err
     assert not out.exists()
+
+
+def test_a_template_without_a_system_role_gets_the_probes_system_text_in_the_first_user_turn(tiny_model, tmp_path):
+    """Gemma 2's chat template (the SPPO recipe's family) refuses a system turn, which the first probe
+    opens with: the probe puts that text at the head of its first user turn, and the export runs."""
+    source = tiny_model("gemma2")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    with pytest.raises(ConversationError, match="Gemma 2 has no system role"):
+        render(tokenizer, list(PROBE_CONVERSATIONS[0]))
+    system, user, _ = PROBE_CONVERSATIONS[0]
+    texts = probe_texts(tokenizer)
+    assert texts[0].startswith(f"<bos><start_of_turn>user\n{system['content']}\n\n{user['content']}<end_of_turn>\n")
+    assert texts[1:] == [render(tokenizer, list(turns)) for turns in PROBE_CONVERSATIONS[1:]]  # no system turn there
+
+    out = tmp_path / "gemma2-nf4"
+    assert quantize.main(["--model", str(source), "--out", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "manifest.json").read_text())["quantize"]
+    assert summary["linear_4bit_layers"] == 14  # 7 projections x 2 decoder layers
+    assert summary["reload_max_abs_logit_diff"] <= quantize.RELOAD_TOLERANCE

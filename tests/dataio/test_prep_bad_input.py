@@ -139,3 +139,14 @@ def test_unknown_hub_dataset_is_a_clear_error(tmp_path, capsys):
     assert _run(cs_pairs, "no-such-owner/no-such-dataset", tmp_path / "out.jsonl") == 2
     assert "no-such-owner/no-such-dataset: no such local file" in capsys.readouterr().err
     assert _outputs(tmp_path) == []
+
+
+def test_a_system_prompt_that_the_tokenizers_template_refuses_is_one_error_line(tiny_model, tmp_path, capsys):
+    """Gemma 2's template has no system role: counting tokens with it, --system stops the run."""
+    out = tmp_path / "out.jsonl"
+    assert bitext.main(["--input", str(RAW / "bitext.csv"), "--output", str(out),
+                        "--tokenizer", str(tiny_model("gemma2")), "--system", "Be brief."]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # (building the tiny model logs too)
+    assert len(errors) == 1 and errors[0].endswith("refuses the conversation: Gemma 2 has no system role")
+    assert not out.exists()

@@ -10,7 +10,11 @@ says why). The first step's logged loss must agree to 1e-3 relative (four printe
 from __future__ import annotations
 
 import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
 
+from recipekit.checkpoints import merge, quantize
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR
 from recipekit.testing.cpu_parallel import SAME_ROWS, read_records, recorded_plugins, zero3_share_problems, zero3_split
 from recipekit.testing.smoke import SmokeError, smoke_train
@@ -85,3 +89,35 @@ def test_an_offloaded_optimizer_is_deepspeeds_cpu_adam_and_the_others_the_recipe
     _, _, two, records, name = run
     expected = "DeepSpeedCPUAdam" if "offload" in name else "AdamW"
     assert {r["optimizer"] for ranks in records.values() for r in ranks} == {expected}
+
+
+def test_only_the_first_rank_writes_the_saves(run):
+    """The trainer's should_save holds on rank 0 alone. Where accelerate's state counts each rank one
+    process of one (recipekit/testing/cpu_parallel.py), both ranks save: under ZeRO-3 the 16-bit
+    gather hands its state dict to rank 0 and None to the others, so rank 1 saved its own
+    partitioned one, the tensors below ZeRO-3's persistence threshold whole and the others empty
+    (10,240 of the LoRA's 16,384 elements), over rank 0's file or under it, as the race went."""
+    _, _, _, records, _ = run
+    for step, ranks in records.items():
+        assert [r["should_save"] for r in ranks] == [True, False], f"step {step}"
+
+
+def test_a_zero3_adapter_is_saved_whole_and_merges_and_exports_to_4_bit(run, tmp_path):
+    """zero3.json asks for the 16-bit gather on save: the adapter file holds every tensor whole, in
+    the one-process adapter's shapes, equal to what every rank gathered after the step, and
+    merge/ and the 4-bit export take it as any other."""
+    _, one, two, records, name = run
+    if name != "lora-zero3":
+        pytest.skip("one ZeRO-3 adapter run; ZeRO-2 keeps whole weights on every rank")
+    saved = load_file(two.output_dir / "adapter_model.safetensors")
+    one_process = load_file(one.output_dir / "adapter_model.safetensors")
+    assert {key: value.shape for key, value in saved.items()} == {key: value.shape for key, value in one_process.items()}
+    trained = {key.replace(".default.", "."): value for key, value in records[1][0]["params"].items()}
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[key].float(), value) for key, value in trained.items())
+
+    base = yaml.safe_load(two.config_path.read_text(encoding="utf-8"))["base_model"]
+    merged, nf4 = tmp_path / "merged", tmp_path / "nf4"
+    assert merge.main(["--base", base, "--adapter", str(two.output_dir), "--out", str(merged),
+                       "--device", "cpu", "--dtype", "float32"]) == 0
+    assert quantize.main(["--model", str(merged), "--out", str(nf4), "--device", "cpu"]) == 0
