@@ -143,6 +143,23 @@ def gemma2_prompt(tiny_model):
     return prompt
 
 
+def _built_once(workdir: Path, build):
+    """build(workdir)'s result, made once per session by whichever worker asks first; the others read it."""
+    import pickle
+    import shutil
+
+    from recipekit.testing import cache_build_lock
+
+    result_file = workdir / "result.pickle"
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    with cache_build_lock(workdir):
+        if not result_file.is_file():
+            shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+            result_file.parent.mkdir(parents=True)
+            result_file.write_bytes(pickle.dumps(build(workdir)))
+    return pickle.loads(result_file.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def shared_smoke_run(session_tmp):
     """shared_smoke_run(recipe, steps, **extra) -> the SmokeResult of smoke_train(recipe, DIR, steps, extra).
@@ -152,25 +169,36 @@ def shared_smoke_run(session_tmp):
     """
     import hashlib
     import json
-    import pickle
-    import shutil
 
-    from recipekit.testing import cache_build_lock
     from recipekit.testing.smoke import smoke_train
 
     def run(recipe: Path, steps: int, **extra):
         key = hashlib.sha256(json.dumps([str(recipe), steps, extra], sort_keys=True).encode()).hexdigest()[:12]
-        workdir = session_tmp / "smoke-runs" / f"{Path(recipe).stem}-{key}"
-        result_file = workdir / "smoke_result.pickle"
-        workdir.parent.mkdir(parents=True, exist_ok=True)
-        with cache_build_lock(workdir):
-            if not result_file.is_file():
-                shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
-                result_file.parent.mkdir(parents=True)
-                result_file.write_bytes(pickle.dumps(smoke_train(recipe, workdir, steps, extra)))
-        return pickle.loads(result_file.read_bytes())
+        return _built_once(session_tmp / "smoke-runs" / f"{Path(recipe).stem}-{key}",
+                           lambda workdir: smoke_train(recipe, workdir, steps, extra))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smollm2_scored_by_transformers(session_tmp) -> Path:
+    """The chatbot scorer's output folder for the base SmolLM2 on the held-out chatbot rows: transformers, greedy,
+    SMOLLM2_NEW_TOKENS new tokens, float32, with perplexity; scored once for the tests that compare with it."""
+    from helpers import SMOLLM2_NEW_TOKENS
+
+    from recipekit.chatbot.scoring import main as chatbot_eval_main
+    from recipekit.testing import FIXTURES_DIR
+    from recipekit.testing.pretrained import smollm2_path
+
+    def score(workdir: Path) -> Path:
+        out = workdir / "eval"
+        assert chatbot_eval_main(["--model", str(smollm2_path()), "--out", str(out),
+                                  "--data", str(FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"),
+                                  "--max-new-tokens", str(SMOLLM2_NEW_TOKENS), "--batch-size", "12",
+                                  "--dtype", "float32"]) == 0
+        return out
+
+    return _built_once(session_tmp / "smollm2-scored", score)
 
 
 @pytest.fixture

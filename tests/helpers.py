@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,16 +28,29 @@ from recipekit.paths import REPO_ROOT, cache_dir
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~<-])/[\w.@+~-]+(?:/[\w.@+~-]*)*")
 
 
-def run_script(script: str | Path, *args: Any) -> subprocess.CompletedProcess:
-    """`python SCRIPT ARGS...` from the repository root, offline, its text output captured: run in
+def run_script(script: str | Path, *args: Any, cwd: str | Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS...` from `cwd` (the repository root), offline, its text output captured: run in
     this process (the script as __main__, its exit status from SystemExit), which skips the seconds
     of importing torch and transformers again in a child. The test session is offline already."""
-    script = Path(script)
+    return _run_as_main(lambda: runpy.run_path(str(script), run_name="__main__"), str(script), args, cwd)
+
+
+def run_module(module: str, *args: Any, cwd: str | Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS...`, as run_script runs a script."""
+    def run() -> None:
+        with warnings.catch_warnings():  # the module is imported already; running it again as __main__ is the aim
+            warnings.simplefilter("ignore", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    return _run_as_main(run, module, args, cwd)
+
+
+def _run_as_main(run, name: str, args, cwd) -> subprocess.CompletedProcess:
     stdout, stderr = io.StringIO(), io.StringIO()
-    argv = [str(script), *map(str, args)]
-    with contextlib.chdir(REPO_ROOT), _argv(argv), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    argv = [name, *map(str, args)]
+    with contextlib.chdir(cwd), _argv(argv), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
-            runpy.run_path(str(script), run_name="__main__")
+            run()
             code = 0
         except SystemExit as exit_:
             code = exit_status(exit_.code)
@@ -111,3 +125,7 @@ def hub_card(path: str | Path, *, base_model: str | None, license: str | None, l
     shown = [folder for folder in folders if folder in text]
     assert not shown, f"{path}: this machine's folders {shown}"
     return card
+
+
+# new tokens of the base SmolLM2's replies that the conftest's smollm2_scored_by_transformers scores once
+SMOLLM2_NEW_TOKENS = 24

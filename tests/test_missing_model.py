@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-import warnings
-
 import pytest
+from helpers import run_module, run_script
 from huggingface_hub import constants
 
 from recipekit.checkpoints.model_path import ModelNotFoundError, resolve_model_path
@@ -63,25 +60,18 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_missing_model_is_one_line_and_exit_2(name, tmp_path, monkeypatch, capsys):
+def test_missing_model_is_one_line_and_exit_2(name, tmp_path):
     command, args = COMMANDS[name]
     out = tmp_path / "out"
     argv = [str(out) if a == "OUT" else str(a) for a in args]
-    # Run from an empty folder: TYPO is relative and must not exist there. The script runs as __main__ in this
-    # process, as `python SCRIPT` would run it, without another interpreter's start-up.
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [command[-1], *argv])
-    with pytest.raises(SystemExit) as exited:
-        if command[0] == "-m":
-            with warnings.catch_warnings():  # the module is imported already; running it again as __main__ is the aim
-                warnings.simplefilter("ignore", RuntimeWarning)
-                runpy.run_module(command[1], run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(str(REPO_ROOT / command[0]), run_name="__main__")
-    stderr = capsys.readouterr().err
-    assert exited.value.code == EXIT_USER_ERROR, stderr
-    lines = stderr.strip().splitlines()
-    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    # Run from an empty folder: TYPO is relative and must not exist there.
+    if command[0] == "-m":
+        done = run_module(command[1], *argv, cwd=tmp_path)
+    else:
+        done = run_script(REPO_ROOT / command[0], *argv, cwd=tmp_path)
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and TYPO in lines[0]
     assert not out.exists(), "nothing is written for a run that cannot start"
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import SMOLLM2_NEW_TOKENS
 
 from recipekit.chatbot.scoring import main as chatbot_eval_main
 from recipekit.generation import vllm_server
@@ -38,7 +39,6 @@ pytestmark = pytest.mark.vllm
 
 TEST_ROWS = FIXTURES_DIR / "prepared" / "cs_chatbot_test.jsonl"
 SPPO_PROMPTS = FIXTURES_DIR / "prepared" / "sppo_prompts_iter1.jsonl"
-NEW_TOKENS = 24
 # float32 as the transformers path; a short context keeps the CPU KV cache and the start-up small
 OPTIONS = EngineOptions(dtype="float32", max_model_len=1024)
 
@@ -73,7 +73,7 @@ def servers(smollm2, tmp_path_factory):
 
 def _score(model: str, out: Path, *options: str) -> int:
     return chatbot_eval_main(["--model", model, "--data", str(TEST_ROWS), "--out", str(out), "--dtype", "float32",
-                              "--max-new-tokens", str(NEW_TOKENS), "--no-perplexity", *options])
+                              "--max-new-tokens", str(SMOLLM2_NEW_TOKENS), "--no-perplexity", *options])
 
 
 def _outputs(out: Path) -> dict[str, str]:
@@ -89,11 +89,10 @@ def one_server_run(smollm2, servers, tmp_path_factory) -> Path:
     return out
 
 
-def test_the_scorer_on_vllm_gives_the_greedy_replies_of_transformers(smollm2, one_server_run, tmp_path, capsys):
+def test_the_scorer_on_vllm_gives_the_greedy_replies_of_transformers(one_server_run, smollm2_scored_by_transformers):
     """The chatbot scorer on the real SmolLM2: vLLM's greedy replies equal transformers' on most rows (measured:
     all 12; float32 on both sides, but different kernels can tip a near-tie), and the manifest names the engine."""
-    assert _score(smollm2, tmp_path, "--backend", "transformers") == 0
-    by_vllm, by_transformers = _outputs(one_server_run), _outputs(tmp_path)
+    by_vllm, by_transformers = _outputs(one_server_run), _outputs(smollm2_scored_by_transformers)
     assert by_vllm.keys() == by_transformers.keys() and len(by_vllm) == 12
     same = sum(by_vllm[key] == by_transformers[key] for key in by_vllm)
     print(f"greedy replies equal on {same} of {len(by_vllm)} rows")
