@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from recipekit.paths import RECIPES_DIR
-from recipekit.testing.cpu_parallel import read_records, recorded_plugins
+from recipekit.testing.cpu_parallel import read_records, recorded_plugins, run_summary
 from recipekit.testing.smoke import kill_after_checkpoint, smoke_overrides, smoke_train
 from recipekit.training.recipe_config import load_recipe
 
@@ -76,7 +76,8 @@ def test_under_zero3_the_ranks_hold_disjoint_shares_that_make_up_each_parameter(
 
 
 def test_first_step_loss_and_reference_log_probs_equal_the_single_process_ones(sppo_zero3):
-    one_run, _, two_run, _ = sppo_zero3
+    one_run, _, two_run, two = sppo_zero3
+    print(run_summary("sppo-zero3", two[1], two_run.log_records[0]["loss"], one_run.log_records[0]["loss"]))
     assert len(two_run.log_records) == len(one_run.log_records) == STEPS
     for step, (ours, reference) in enumerate(zip(two_run.log_records, one_run.log_records), start=1):
         if step == 1:

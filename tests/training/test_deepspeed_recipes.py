@@ -16,7 +16,14 @@ from safetensors.torch import load_file
 
 from recipekit.checkpoints import merge, quantize
 from recipekit.paths import LAUNCH_DIR, RECIPES_DIR
-from recipekit.testing.cpu_parallel import SAME_ROWS, read_records, recorded_plugins, zero3_share_problems, zero3_split
+from recipekit.testing.cpu_parallel import (
+    SAME_ROWS,
+    read_records,
+    recorded_plugins,
+    run_summary,
+    zero3_share_problems,
+    zero3_split,
+)
 from recipekit.testing.smoke import SmokeError, smoke_train
 from recipekit.training.launch_check import PLUGIN_NAME as LAUNCH_CHECK
 from recipekit.training.recipe_config import load_recipe
@@ -63,7 +70,8 @@ def test_under_zero3_the_ranks_hold_disjoint_shares_of_the_trainable_parameters(
 
 
 def test_first_step_loss_equals_the_single_process_one(run):
-    _, one, two, _, _ = run
+    _, one, two, records, name = run
+    print(run_summary(name, records[1], two.log_records[0]["loss"], one.log_records[0]["loss"]))
     assert two.log_records[0].get("tokens/total") == one.log_records[0].get("tokens/total")  # packed runs log it
     assert float(two.log_records[0]["loss"]) == pytest.approx(float(one.log_records[0]["loss"]), rel=LOGGED_DIGITS)
 

@@ -23,6 +23,7 @@ from recipekit.testing.cpu_parallel import (
     fsdp2_split,
     read_records,
     recorded_plugins,
+    run_summary,
     step_updates,
 )
 from recipekit.testing.smoke import smoke_train
@@ -68,6 +69,7 @@ def test_each_rank_holds_a_disjoint_half_of_every_trainable_parameter(runs):
 
 def test_the_first_step_equals_the_single_process_one(runs):
     one_run, one, two_run, two = runs
+    print(run_summary("reward-fsdp2", two[1], two_run.log_records[0]["loss"], one_run.log_records[0]["loss"]))
     for key in ("loss", "grad_norm"):
         assert float(two_run.log_records[0][key]) == pytest.approx(float(one_run.log_records[0][key]),
                                                                   rel=LOGGED_DIGITS)
