@@ -29,7 +29,6 @@ processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -324,32 +323,3 @@ class RankRecordCallback(TrainerCallback):
 class RankRecordPlugin(BasePlugin):
     def add_callbacks_post_trainer(self, cfg, trainer):
         return [RankRecordCallback(trainer)]
-
-
-def write_fsdp2_sharded_checkpoint(model_path: str, checkpoint_dir: str) -> None:
-    """Shard a LoRA model of `model_path` with FSDP2 over the launched processes and save it
-    with accelerate's save_fsdp_model, as the Trainer saves each checkpoint under FSDP2 with
-    SHARDED_STATE_DICT: `CHECKPOINT_DIR/pytorch_model_fsdp_0/`, one .distcp file per rank."""
-    from accelerate import PartialState
-    from accelerate.utils import FullyShardedDataParallelPlugin
-    from accelerate.utils.fsdp_utils import save_fsdp_model
-    from peft import LoraConfig, get_peft_model
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-    from transformers import AutoModelForCausalLM
-
-    state = PartialState(cpu=True, backend="gloo")
-    mesh = init_device_mesh("cpu", (state.num_processes,))
-    model = AutoModelForCausalLM.from_pretrained(model_path)
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    for layer in model.base_model.model.model.layers:
-        fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
-    save_fsdp_model(plugin, state, model, checkpoint_dir)
-    state.destroy_process_group()
-
-
-if __name__ == "__main__":
-    write_fsdp2_sharded_checkpoint(*sys.argv[1:3])
