@@ -153,7 +153,7 @@ mkdir -p "$OUT/parts"
 [[ $SKIP_INSTALL == 1 ]] || cp "$PARTS/SHA256SUMS" "$OUT/parts/wheel-parts.SHA256SUMS"
 "$VENV/bin/python" -m pip freeze --all > "$OUT/parts/pip-freeze.txt"
 if [[ -n ${RECIPEKIT_VLLM_PYTHON:-} && -x $RECIPEKIT_VLLM_PYTHON ]]; then
-  "$RECIPEKIT_VLLM_PYTHON" -m pip freeze --all > "$OUT/parts/pip-freeze-vllm.txt"
+  env -u PYTHONPATH "$RECIPEKIT_VLLM_PYTHON" -m pip freeze --all > "$OUT/parts/pip-freeze-vllm.txt" || rm "$OUT/parts/pip-freeze-vllm.txt"
 fi
 failed=()
 for name in "${PART_NAMES[@]}"; do
