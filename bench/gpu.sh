@@ -9,14 +9,16 @@
 #
 #   1. checks the parts against SHA256SUMS and reassembles the wheel folder (a temporary one);
 #   2. makes a venv with --system-site-packages (the machine's torch is used, never replaced)
-#      and installs every wheel of the bundle with pip --no-index --find-links;
+#      and installs every wheel of the bundle with pip --no-index --find-links; then, from the
+#      bundle's vllm/ folder (vLLM's pins conflict with Axolotl's), a second such venv for vLLM;
 #   3. stops with exit status 2 and one line if torch sees no CUDA device;
 #   4. runs the harness (bench/run.py; the checkout's code, ahead of the bundle's copy of the project,
 #      so the report's git revision is this checkout's) in three parts, each in its own
 #      process under its own time limit, 8 minutes in all: training throughput, MFU and peak
 #      memory of every training variant; scoring throughput with transformers; scoring with vLLM
-#      (its OpenAI-compatible server, from the vLLM environment that RECIPEKIT_VLLM_PYTHON names, e.g.
-#      .venv-vllm/bin/python made by `make venv-vllm`; the wheel bundle does not carry it);
+#      (its OpenAI-compatible server, from the vLLM venv of step 2, or the one RECIPEKIT_VLLM_PYTHON
+#      names if set; a bundle made with `fetch_wheels.sh --without vllm` has none: then c_vllm is
+#      reported as skipped, "no vLLM environment");
 #   5. combines them into one report, DIR/report.json and DIR/report.md, with DIR/manifest.json;
 #      each part's own report and log stay in DIR/parts/. A part that fails or runs out of time is
 #      listed there as not measured; the script then exits 1.
@@ -26,7 +28,8 @@
 #   --parts DIR           the parts and SHA256SUMS (default bench/wheel-parts/)
 #   --model-config FILE   config.json of google/gemma-4-12B-it (checked against its published shape)
 #   --venv DIR            the venv to make (default bench/gpu-venv/, git-ignored; made anew)
-#   --skip-install        reuse the venv of an earlier run (steps 1-2 skipped)
+#   --vllm-venv DIR       the vLLM venv to make (default bench/gpu-vllm-venv/, git-ignored; made anew)
+#   --skip-install        reuse the venvs of an earlier run (steps 1-2 skipped)
 #   --print-bench-commands  print the harness commands of steps 4-5 and exit
 # Environment: PYTHON, the interpreter whose torch is used (default python3).
 set -euo pipefail
@@ -36,6 +39,7 @@ OUT=""
 PARTS=$REPO/bench/wheel-parts
 MODEL_CONFIG=$REPO/bench/configs/gemma-4-12B-it.config.json
 VENV=$REPO/bench/gpu-venv
+VLLM_VENV=$REPO/bench/gpu-vllm-venv
 PYTHON=${PYTHON:-python3}
 SKIP_INSTALL=0
 PRINT_ONLY=0
@@ -56,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --parts) PARTS=$2; shift 2 ;;
     --model-config) MODEL_CONFIG=$2; shift 2 ;;
     --venv) VENV=$2; shift 2 ;;
+    --vllm-venv) VLLM_VENV=$2; shift 2 ;;
     --skip-install) SKIP_INSTALL=1; shift ;;
     --print-bench-commands) PRINT_ONLY=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -76,13 +81,22 @@ part_args() {
   esac
   ARGS+=(--model-config "$MODEL_CONFIG" --architecture "$ARCHITECTURE" --seed 0 --out "$OUT/parts/$1")
 }
+# The vLLM part's interpreter: the user's RECIPEKIT_VLLM_PYTHON, else the bundle's vLLM venv if made
+# (else the harness looks for .venv-vllm and reports c_vllm skipped without one).
+choose_vllm_python() {
+  if [[ -z ${RECIPEKIT_VLLM_PYTHON:-} && -x $VLLM_VENV/bin/python ]]; then
+    export RECIPEKIT_VLLM_PYTHON=$VLLM_VENV/bin/python
+  fi
+}
 COMBINE=(--combine)
 for name in "${PART_NAMES[@]}"; do COMBINE+=("$OUT/parts/$name.json"); done
 COMBINE+=(--out "$OUT/report")
 
 if [[ $PRINT_ONLY == 1 ]]; then
+  choose_vllm_python
   for name in "${PART_NAMES[@]}"; do
     part_args "$name"
+    [[ $name != generate_vllm || -z ${RECIPEKIT_VLLM_PYTHON:-} ]] || printf 'RECIPEKIT_VLLM_PYTHON=%q ' "$RECIPEKIT_VLLM_PYTHON"
     printf 'timeout %s python bench/run.py' "${LIMIT_S[$name]}"; printf ' %q' "${ARGS[@]}"; echo
   done
   printf 'python bench/run.py'; printf ' %q' "${COMBINE[@]}"; echo
@@ -105,9 +119,19 @@ if [[ $SKIP_INSTALL == 0 ]]; then
   "$PYTHON" -m venv --system-site-packages "$VENV"
   "$VENV/bin/python" -m pip install --quiet --no-index --find-links "$WHEELS" "$WHEELS"/*.whl ||
     die "pip could not install the bundle into $VENV (offline, from the parts): see pip's message above"
-  echo "gpu.sh: installed $(find "$WHEELS" -name '*.whl' | wc -l) wheels into $VENV"
+  echo "gpu.sh: installed $(find "$WHEELS" -maxdepth 1 -name '*.whl' | wc -l) wheels into $VENV"
+  rm -rf "$VLLM_VENV"
+  if compgen -G "$WHEELS/vllm/*.whl" > /dev/null; then
+    "$PYTHON" -m venv --system-site-packages "$VLLM_VENV"
+    "$VLLM_VENV/bin/python" -m pip install --quiet --no-index --find-links "$WHEELS/vllm" "$WHEELS/vllm"/*.whl ||
+      die "pip could not install the bundle's vllm/ into $VLLM_VENV (offline, from the parts): see pip's message above"
+    echo "gpu.sh: installed $(find "$WHEELS/vllm" -name '*.whl' | wc -l) wheels into $VLLM_VENV"
+  else
+    echo "gpu.sh: the bundle has no vllm/ folder: c_vllm needs RECIPEKIT_VLLM_PYTHON or .venv-vllm"
+  fi
 fi
 [[ -x $VENV/bin/python ]] || die "no venv at $VENV: run once without --skip-install"
+choose_vllm_python
 
 "$VENV/bin/python" - <<'PY' || exit 2
 import sys
@@ -128,6 +152,9 @@ rm -rf "$OUT/parts"
 mkdir -p "$OUT/parts"
 [[ $SKIP_INSTALL == 1 ]] || cp "$PARTS/SHA256SUMS" "$OUT/parts/wheel-parts.SHA256SUMS"
 "$VENV/bin/python" -m pip freeze --all > "$OUT/parts/pip-freeze.txt"
+if [[ -n ${RECIPEKIT_VLLM_PYTHON:-} && -x $RECIPEKIT_VLLM_PYTHON ]]; then
+  env -u PYTHONPATH "$RECIPEKIT_VLLM_PYTHON" -m pip freeze --all > "$OUT/parts/pip-freeze-vllm.txt" || rm "$OUT/parts/pip-freeze-vllm.txt"
+fi
 failed=()
 for name in "${PART_NAMES[@]}"; do
   part_args "$name"
