@@ -21,8 +21,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	# DeepSpeed's CPU ops (shared-memory collectives, CPU Adam for ZeRO offload), compiled once into the
-	# environment rather than on the first run that needs them (tests/conftest.py points there)
-	DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV)/torch_extensions $(BIN)/python -c "from deepspeed.accelerator \
+	# environment rather than on the first run that needs them (tests/conftest.py points there), with the
+	# environment's ninja, as at run time: another ninja's build log makes the first run compile them again
+	PATH=$(CURDIR)/$(BIN):$$PATH DS_ACCELERATOR=cpu TORCH_EXTENSIONS_DIR=$(CURDIR)/$(VENV)/torch_extensions \
+	    $(BIN)/python -c "from deepspeed.accelerator \
 	    import get_accelerator; [get_accelerator().create_op_builder(n).load() for n in ('ShareMemCommBuilder', 'CPUAdamBuilder')]"
 	@touch $(STAMP)
 
