@@ -206,14 +206,15 @@ def zero3_split(ranks: list[dict[str, Any]]) -> list[int]:
 
 
 def run_summary(name: str, ranks: list[dict[str, Any]], loss: object, one_process_loss: object) -> str:
-    """The line a multi-process test prints for its run (`pytest -rP` shows it): the engine and ZeRO stage read
+    """The line a multi-process test prints for its run (`pytest -rP` shows it): the engine (and ZeRO stage) read
     from the trainer, the elements of the trainable parameters each rank holds, the first step's loss and one
     process's."""
     shares = zero3_split(ranks) if ranks[0]["zero3_shares"] else fsdp2_split(ranks) if ranks[0].get("fsdp2_shards") \
         else None
-    held = " + ".join(f"{n:,}" for n in shares) if shares else "whole on every rank"
-    return (f"{name}: {ranks[0]['wrapper']}, ZeRO stage {ranks[0]['zero_stage']}, {len(ranks)} ranks hold {held} "
-            f"trainable elements; first step's loss {loss}, one process's {one_process_loss}")
+    held = " + ".join(f"{n:,}" for n in shares) if shares else "all of them, whole, on each"
+    stage = f" at ZeRO stage {ranks[0]['zero_stage']}" if ranks[0]["zero_stage"] is not None else ""
+    return (f"{name}: {ranks[0]['wrapper']}{stage}; trainable elements per rank ({len(ranks)} ranks): {held}; "
+            f"first step's loss {loss}, one process's {one_process_loss}")
 
 
 def record_path(output_dir: str | Path, step: int, rank: int) -> Path:

