@@ -40,6 +40,9 @@ os.environ["RECIPEKIT_CACHE"] = str(_SESSION_TMP / "recipekit-cache")
 # into the environment (minutes of compiling); without them they are compiled on first use, once
 # per session, shared by the workers (torch locks the build). A TORCH_EXTENSIONS_DIR set outside wins.
 _PREBUILT_OPS = Path(sys.prefix) / "torch_extensions"
+# A vLLM server's KV cache on CPU (GiB; the servers' default here is 2): the test prompts need a few thousand
+# tokens, and two servers beside a two-process training run must fit in the machine's memory.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_PREBUILT_OPS if _PREBUILT_OPS.is_dir()
                                                   else _SESSION_TMP / "torch-extensions"))
 for var, sub in {

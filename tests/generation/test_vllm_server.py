@@ -84,7 +84,8 @@ def smollm2() -> str:
 
 @pytest.fixture(scope="module")
 def servers(smollm2, tmp_path_factory):
-    """Two servers on SmolLM2, started side by side; the last test of the module kills the second."""
+    """Two servers on SmolLM2, started side by side; the kill test stops the second, before any other server starts
+    (two at a time fit in memory beside a training run)."""
     logs = tmp_path_factory.mktemp("vllm-servers")
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(LocalServer, smollm2, logs / f"server{i}.log", OPTIONS) for i in range(2)]
@@ -145,30 +146,6 @@ def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_se
     assert all(n > 0 for n in served) and sum(served) == 12, served
     assert _outputs(tmp_path) == _outputs(one_server_run)
     assert json.loads((tmp_path / "manifest.json").read_text())["config"]["engine"]["servers"] == 2
-
-
-@pytest.fixture(scope="module")
-def backfilled(tiny_model, tmp_path_factory):
-    """The backfill job on the tiny Qwen 3 backfiller (ChatML and the sentinel tokens; 32-wide heads) with
-    --backend vllm, on the server the job starts itself: (the tiny model, its output folder, the server traffic)."""
-    from recipekit.backfill.job import main as backfill_main
-
-    model, out = str(tiny_model("qwen3_backfill", head_dim=32)), tmp_path_factory.mktemp("backfill")
-    with _server_traffic() as traffic:
-        assert backfill_main(["--model", model, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"),
-                              "--out", str(out), "--backend", "vllm", "--dtype", "float32", "--max-model-len", "1024",
-                              "--max-new-tokens", "16"]) == 0
-    return model, out, traffic
-
-
-def test_the_backfill_job_generates_on_its_own_server(backfilled):
-    """A reply per legacy row (any trace it lacks is rejected with its reason), the manifest names the engine and
-    the server it started, and its log sits in the output folder."""
-    _, out, _ = backfilled
-    assert len((out / "generations.jsonl").read_text().splitlines()) == 6
-    engine = json.loads((out / "manifest.json").read_text())["engine"]
-    assert (engine["name"], engine["started_here"]) == ("vllm", True)
-    assert (out / "vllm_server.log").is_file()
 
 
 def test_the_judge_and_alpaca_eval_generate_on_the_server(smollm2, servers, tmp_path, capsys):
@@ -253,6 +230,30 @@ def driven(gemma2_policy, tmp_path_factory):
     return {"status": status, "out": out, "prompts": [row["prompt"] for row in read_prompts(SPPO_PROMPTS, limit=3)],
             "traffic": {"calls": [draw], "echoed": traffic["echoed"][:len(draw["prompts"])]}, "draw": draw,
             "servers_after": _vllm_servers_on(gemma2_policy)}
+
+
+@pytest.fixture(scope="module")
+def backfilled(tiny_model, tmp_path_factory):
+    """The backfill job on the tiny Qwen 3 backfiller (ChatML and the sentinel tokens; 32-wide heads) with
+    --backend vllm, on the server the job starts itself: (the tiny model, its output folder, the server traffic)."""
+    from recipekit.backfill.job import main as backfill_main
+
+    model, out = str(tiny_model("qwen3_backfill", head_dim=32)), tmp_path_factory.mktemp("backfill")
+    with _server_traffic() as traffic:
+        assert backfill_main(["--model", model, "--input", str(FIXTURES_DIR / "raw" / "backfill_legacy.jsonl"),
+                              "--out", str(out), "--backend", "vllm", "--dtype", "float32", "--max-model-len", "1024",
+                              "--max-new-tokens", "16"]) == 0
+    return model, out, traffic
+
+
+def test_the_backfill_job_generates_on_its_own_server(backfilled):
+    """A reply per legacy row (any trace it lacks is rejected with its reason), the manifest names the engine and
+    the server it started, and its log sits in the output folder."""
+    _, out, _ = backfilled
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 6
+    engine = json.loads((out / "manifest.json").read_text())["engine"]
+    assert (engine["name"], engine["started_here"]) == ("vllm", True)
+    assert (out / "vllm_server.log").is_file()
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3", "gemma2"])
