@@ -19,11 +19,6 @@ it is one FSDP2 job: see recipekit/testing/cpu_fsdp2.py.
 gradients the optimiser was given and the trainable parameters, with the process group
 it ran in, the engine and optimiser it stepped through and, under ZeRO-3 or FSDP2, its share of
 each parameter, to `OUTPUT_DIR/rank_record/step{N}_rank{R}.pt`.
-
-Run as a module under torchrun, this writes a LoRA model sharded by FSDP2 over the
-processes as the Trainer writes an FSDP2 checkpoint with SHARDED_STATE_DICT:
-
-    torchrun --standalone --nproc_per_node 2 -m recipekit.testing.cpu_parallel MODEL CHECKPOINT_DIR
 """
 
 from __future__ import annotations
